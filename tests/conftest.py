@@ -9,6 +9,11 @@ Profiles (select with HYPOTHESIS_PROFILE=name; CI=true selects ``ci``):
 from __future__ import annotations
 
 import os
+import tempfile
+
+if os.environ.get("CI") and "NUMBA_CACHE_DIR" not in os.environ:
+    # Kernels compiled with cache=True must not reuse a cache from another checkout in CI.
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="wildcheck-numba-cache-")
 
 import numpy as np
 import pytest

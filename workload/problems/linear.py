@@ -17,6 +17,7 @@ and f(x) = (1/N) Σ_e f_e(x) = (1/N) Σ_e ℓ_e + (μ/2) Σ_{j: d_j>0} x_j² wit
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import scipy.linalg
@@ -203,7 +204,7 @@ def make_linear(name: str, terms: Terms, *, lam: float = 1e-4, reg: str = "hogwi
     if reg not in REG_FORMS:
         raise ValueError(f"problem_params.reg = {reg!r}: must be one of {', '.join(REG_FORMS)}; "
                          "use 'hogwild' (λ Σ x_j²/d_j per term) or 'l2' (λ/2 ‖x‖²)")
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+    if not (isinstance(lam, numbers.Real) and not isinstance(lam, bool) and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"problem_params.lam = {lam!r}: must be a finite number >= 0; e.g. lam = 1e-4")
     d = terms.degrees()
     N = terms.N
