@@ -1,0 +1,585 @@
+"""Calibrate the simulated machine (an ``hwsim.Machine``) from a realrun trace.
+
+hwsim's core spends, on a sample with support size s (DESIGN.md, "hwsim's machine model"),
+
+    s · read_cost + compute delay + s · write_cost   (+ coherence misses, none on 1 core),
+
+so a 1-thread realrun trace determines the per-coordinate costs and the delay:
+
+1. **Per-sample time.** ``cycle`` = t_start of the worker's next sample − t_start of this
+   one (its duration plus the loop and instrumentation overhead up to the next sample, which
+   hwsim has no other place for); the last sample of a worker's epoch gets its duration plus
+   the worker's median gap. When only every k-th sample was recorded (realrun's
+   ``options.trace_every``), a sample's cycle is its duration plus the mean gap implied by
+   the recorded span (span / samples in it − mean duration). Epoch-level overhead (reshuffle, barrier, between
+   ``epoch_seconds`` and the samples' span) is not per sample: it is reported as
+   ``epoch_overhead_ns`` and added per epoch by :mod:`analysis.predict`.
+2. **Costs regressed on support size.** The slope of the median time against s, fitted by
+   least squares on the per-s medians weighted by their counts (robust to OS interrupts,
+   which add to single samples, not to the slope). With the phases recorded
+   (t_read_done, t_write_start), ``read_cost`` is the slope of the read phase and
+   ``write_cost`` that of the write phase; without them, the cycle's slope is split evenly
+   (an assumption the report states). Costs are whole ticks >= 1 (hwsim's rule; 1 tick =
+   1 ns); the rounding remainder stays in the delay, so the mean time per sample is kept.
+3. **Compute delay.** The residual δ_k = cycle_k − s_k (read_cost + write_cost): its
+   empirical distribution (compressed to :data:`EMPIRICAL_POINTS` equal-count bin means,
+   which keeps the mean exactly and the CDF within 1/EMPIRICAL_POINTS), and maximum
+   likelihood fits of a shifted exponential (c + Exp(λ): c = min δ, 1/λ = mean δ − c)
+   and a log-normal (on δ > 0: μ, σ of log δ), each with its Kolmogorov–Smirnov statistic
+   against the residuals (the goodness-of-fit figure). Negative residuals (a sample faster
+   than the fitted line) are clipped to 0 for the models, and the report says how many and
+   how much time that moved.
+4. **Coherence cost** from ``realrun.pingpong`` (core-to-core cache-line transfer time):
+   the extra ticks of touching a line another core wrote.
+
+The fitted machine is a template with ``cores = 1``; :mod:`analysis.predict` sets the core
+count. Honest prediction: :attr:`Calibration.provenance` records the thread counts of the
+runs it was fitted on (``fitted_on_threads``) and a hash of the trace, and
+:mod:`analysis.compare` refuses to call a prediction for p threads out of sample when the
+machine was fitted on a p-thread run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sstats
+
+from workload.trace import SAMPLE_SCHEMA
+
+log = logging.getLogger(__name__)
+
+EMPIRICAL_POINTS = 1024
+DELAY_MODELS = ("empirical", "shifted-exponential", "lognormal")
+LINE_COORDS = 8
+
+
+@dataclass(frozen=True, eq=False)
+class Fit:
+    """What the trace says, before it becomes a machine (all times in ns = ticks)."""
+
+    read_cost: int
+    write_cost: int
+    read_slope: float  # fitted, before rounding
+    write_slope: float
+    phases: bool  # whether read/write phases were recorded (else the slope was split evenly)
+    residuals: np.ndarray  # δ_k, float64, unclipped
+    delays: pd.DataFrame  # one row per delay model (fit_delays)
+    costs: pd.DataFrame  # one row per regression (fit_costs)
+    epoch_overhead_ns: float
+    mean_cycle_ns: float
+    mean_support: float
+    n_samples: int
+    fitted_on_threads: tuple[int, ...]
+    trace_sha256: str
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """A calibrated machine, the fit report (``table``), and where it came from."""
+
+    machine: Any  # hwsim.Machine, cores = 1
+    table: pd.DataFrame
+    provenance: dict = field(default_factory=dict)
+    fit: Fit | None = None
+
+    def to_toml(self) -> str:
+        """``[machine]`` (``Machine.to_dict()``) and ``[provenance]``."""
+        import tomli_w
+
+        return tomli_w.dumps({"machine": _toml_safe(self.machine.to_dict()),
+                              "provenance": _toml_safe(self.provenance)})
+
+    def save(self, path) -> None:
+        from workload.trace import atomic_write_bytes
+
+        atomic_write_bytes(path, self.to_toml().encode())
+
+
+def load_calibration(path) -> Calibration:
+    """Read a file written by :meth:`Calibration.save` (the fit table is not stored there)."""
+    import tomllib
+    from pathlib import Path
+
+    doc = tomllib.loads(Path(path).read_text())
+    if "machine" not in doc:
+        raise ValueError(f"{path}: no [machine] table; give a file written by Calibration.save")
+    return Calibration(machine=machine_class().from_dict(doc["machine"]), table=pd.DataFrame(),
+                       provenance=dict(doc.get("provenance", {})))
+
+
+def machine_class():
+    """``hwsim.Machine`` (the contract), from ``hwsim.machine`` while the package is assembled."""
+    import hwsim
+
+    cls = getattr(hwsim, "Machine", None)
+    if cls is None:
+        from hwsim.machine import Machine as cls
+    return cls
+
+
+def _toml_safe(v):
+    if isinstance(v, Mapping):
+        return {str(k): _toml_safe(x) for k, x in v.items() if x is not None}
+    if isinstance(v, (list, tuple)):
+        return [_toml_safe(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return [_toml_safe(x) for x in v.tolist()]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+# --- per-sample timings ---------------------------------------------------------------------
+
+def trace_sha256(samples: pd.DataFrame) -> str:
+    """SHA-256 of the trace's columns (schema order), to identify the run a fit used."""
+    h = hashlib.sha256()
+    for c in SAMPLE_SCHEMA:
+        if c in samples.columns:
+            h.update(c.encode())
+            h.update(np.ascontiguousarray(samples[c].to_numpy()).tobytes())
+    return h.hexdigest()
+
+
+def sample_timings(samples: pd.DataFrame, support_sizes: np.ndarray) -> pd.DataFrame:
+    """Per-sample ``sample, worker, epoch, term, support, duration, cycle, read, compute,
+    write`` (ns; the phase columns NaN where not recorded). Samples with no timestamps are
+    dropped (a trace may time a documented subset)."""
+    timed = samples[(samples["t_start"] >= 0) & (samples["t_end"] >= 0)]
+    if timed.empty:
+        raise ValueError("calibrate: the trace has no timed samples (t_start/t_end are -1); run realrun with "
+                         "instrument=True")
+    df = timed.sort_values(["worker", "epoch", "t_start"], kind="stable")
+    sizes = np.asarray(support_sizes)
+    out = pd.DataFrame({"sample": df["sample"].to_numpy(), "worker": df["worker"].to_numpy(),
+                        "epoch": df["epoch"].to_numpy(), "term": df["term"].to_numpy(),
+                        "support": sizes[df["term"].to_numpy()].astype(np.int64)})
+    ts = df["t_start"].to_numpy(np.int64)
+    te = df["t_end"].to_numpy(np.int64)
+    pos = df["position"].to_numpy(np.int64)
+    dur = (te - ts).astype(np.float64)
+    key = df["worker"].to_numpy().astype(np.int64) * 1_000_003 + df["epoch"].to_numpy()
+    # consecutive: the worker's next sample in the same epoch is recorded too
+    same = np.zeros(ts.size, bool)
+    same[:-1] = (key[1:] == key[:-1]) & (pos[1:] == pos[:-1] + 1)
+    nxt = np.append(ts[1:], -1)
+    cycle = np.where(same, nxt - ts, np.nan).astype(np.float64)
+    gaps = np.where(same, nxt - te, np.nan)
+    workers = df["worker"].to_numpy()
+    for w in np.unique(workers):
+        m = workers == w
+        g = gaps[m & same]
+        if g.size:  # the last sample of each epoch: its duration plus the median gap
+            cycle[m & ~same] = dur[m & ~same] + float(np.median(g))
+            continue
+        # a sparse trace (options.trace_every > 1): the mean gap from the recorded span
+        for k in np.unique(key[m]):
+            mk = m & (key == k)
+            span = float(te[mk].max() - ts[mk].min())
+            n_between = float(pos[mk].max() - pos[mk].min() + 1)
+            mean_gap = max(span / n_between - float(dur[mk].mean()), 0.0) if n_between > 1 else 0.0
+            cycle[mk] = dur[mk] + mean_gap
+    out["duration"] = dur
+    out["cycle"] = cycle
+    rd = df["t_read_done"].to_numpy(np.int64)
+    ws = df["t_write_start"].to_numpy(np.int64)
+    phases = (rd >= 0) & (ws >= 0)
+    out["read"] = np.where(phases, rd - ts, np.nan).astype(np.float64)
+    out["compute"] = np.where(phases, ws - rd, np.nan).astype(np.float64)
+    out["write"] = np.where(phases, te - ws, np.nan).astype(np.float64)
+    return out.reset_index(drop=True)
+
+
+def _robust_line(s: np.ndarray, y: np.ndarray) -> dict:
+    """Least squares of the per-support-size medians of y on s, weighted by their counts."""
+    ok = ~np.isnan(y)
+    s, y = s[ok], y[ok]
+    if s.size == 0:
+        return {"slope": math.nan, "intercept": math.nan, "r2": math.nan, "n": 0, "sizes": 0, "ols_slope": math.nan}
+    uniq, inv, counts = np.unique(s, return_inverse=True, return_counts=True)
+    med = np.array([np.median(y[inv == i]) for i in range(uniq.size)]) if uniq.size < 5000 else None
+    if med is None:  # pathological: many distinct sizes; fall back to ordinary least squares
+        med, uniq, counts = y, s, np.ones(s.size)
+    w = counts.astype(np.float64)
+    xm = np.average(uniq, weights=w)
+    ym = np.average(med, weights=w)
+    sxx = np.sum(w * (uniq - xm) ** 2)
+    if sxx <= 0:
+        slope = math.nan
+        intercept = float(ym)
+    else:
+        slope = float(np.sum(w * (uniq - xm) * (med - ym)) / sxx)
+        intercept = float(ym - slope * xm)
+    # ordinary least squares on all samples, for comparison, with its R²
+    if np.var(s) > 0:
+        b, a = np.polyfit(s.astype(np.float64), y, 1)
+        pred = a + b * s
+        r2 = 1.0 - float(np.sum((y - pred) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-300))
+    else:
+        b, r2 = math.nan, math.nan
+    return {"slope": slope, "intercept": intercept, "r2": r2, "n": int(s.size), "sizes": int(uniq.size),
+            "ols_slope": float(b)}
+
+
+def fit_costs(timings: pd.DataFrame) -> pd.DataFrame:
+    """Regressions of ``cycle``, ``read`` and ``write`` time on support size (module docstring):
+    ``target, slope, intercept, r2 (OLS), ols_slope, n, sizes`` (ns, ns per coordinate)."""
+    s = timings["support"].to_numpy(np.int64)
+    rows = []
+    for target in ("cycle", "read", "write"):
+        rows.append({"target": target, **_robust_line(s, timings[target].to_numpy(np.float64))})
+    return pd.DataFrame(rows)
+
+
+# --- delay models ----------------------------------------------------------------------------
+
+def empirical_points(delays: np.ndarray, points: int = EMPIRICAL_POINTS) -> np.ndarray:
+    """``points`` equal-count bin means of the sorted delays (int64 ticks): the mean is kept
+    (up to rounding) and the CDF moves by at most 1/points."""
+    v = np.sort(np.asarray(delays, dtype=np.float64))
+    if v.size == 0:
+        raise ValueError("empirical_points: no delays to compress")
+    k = min(points, v.size)
+    edges = np.linspace(0, v.size, k + 1).round().astype(np.int64)
+    sums = np.add.reduceat(v, edges[:-1])
+    means = sums / np.diff(edges)
+    return np.rint(means).astype(np.int64)
+
+
+def _ks_discrete(x: np.ndarray, support: np.ndarray) -> float:
+    """KS distance between the sample x and the uniform distribution on ``support`` values."""
+    x = np.sort(x)
+    sp = np.sort(support)
+    grid = np.union1d(x, sp)
+    fx = np.searchsorted(x, grid, side="right") / x.size
+    fs = np.searchsorted(sp, grid, side="right") / sp.size
+    return float(np.max(np.abs(fx - fs)))
+
+
+def fit_delays(residuals: np.ndarray, points: int = EMPIRICAL_POINTS) -> pd.DataFrame:
+    """Fit the delay models to the residuals (ns): ``model, loc, rate, mu, sigma, mean,
+    ks, ks_pvalue, n, clipped, clipped_ns``. Negative residuals are clipped to 0 first."""
+    r = np.asarray(residuals, dtype=np.float64)
+    neg = r < 0
+    d = np.where(neg, 0.0, r)
+    n = d.size
+    base = {"n": n, "clipped": int(neg.sum()), "clipped_ns": float(-r[neg].sum() / max(n, 1))}
+    rows = []
+    pts = empirical_points(d, points)
+    rows.append({"model": "empirical", "loc": math.nan, "rate": math.nan, "mu": math.nan, "sigma": math.nan,
+                 "mean": float(pts.mean()), "ks": _ks_discrete(d, pts), "ks_pvalue": math.nan, "points": pts.size,
+                 **base})
+    c = float(d.min())
+    scale = float(d.mean() - c)
+    if scale > 0:
+        ks = sstats.kstest(d, "expon", args=(c, scale))
+        rows.append({"model": "shifted-exponential", "loc": c, "rate": 1.0 / scale, "mu": math.nan,
+                     "sigma": math.nan, "mean": c + scale, "ks": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
+                     "points": 0, **base})
+    else:
+        rows.append({"model": "shifted-exponential", "loc": c, "rate": math.inf, "mu": math.nan, "sigma": math.nan,
+                     "mean": c, "ks": 0.0, "ks_pvalue": 1.0, "points": 0, **base})
+    pos = d[d > 0]
+    if pos.size >= 2:
+        lg = np.log(pos)
+        mu, sigma = float(lg.mean()), float(lg.std())
+        if sigma > 0:
+            ks = sstats.kstest(d, "lognorm", args=(sigma, 0.0, math.exp(mu)))
+            ks_stat, ks_p = float(ks.statistic), float(ks.pvalue)
+        else:
+            ks_stat, ks_p = math.nan, math.nan
+        rows.append({"model": "lognormal", "loc": 0.0, "rate": math.nan, "mu": mu, "sigma": sigma,
+                     "mean": math.exp(mu + sigma**2 / 2), "ks": ks_stat, "ks_pvalue": ks_p, "points": 0, **base})
+    else:
+        rows.append({"model": "lognormal", "loc": 0.0, "rate": math.nan, "mu": math.nan, "sigma": math.nan,
+                     "mean": math.nan, "ks": math.nan, "ks_pvalue": math.nan, "points": 0, **base})
+    return pd.DataFrame(rows)
+
+
+def delay_quantiles(residuals: np.ndarray, delays: pd.DataFrame,
+                    levels=(0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999)) -> pd.DataFrame:
+    """Measured vs fitted quantiles (the Q–Q table behind the goodness-of-fit figure):
+    ``level, measured, empirical, shifted-exponential, lognormal`` (ns)."""
+    d = np.maximum(np.asarray(residuals, dtype=np.float64), 0.0)
+    lv = np.asarray(levels)
+    out = {"level": lv, "measured": np.quantile(d, lv)}
+    pts = empirical_points(d)
+    out["empirical"] = np.quantile(pts, lv)
+    se = delays[delays["model"] == "shifted-exponential"].iloc[0]
+    out["shifted-exponential"] = se["loc"] - np.log1p(-lv) / se["rate"] if math.isfinite(se["rate"]) else se["loc"]
+    ln = delays[delays["model"] == "lognormal"].iloc[0]
+    out["lognormal"] = np.exp(ln["mu"] + ln["sigma"] * sstats.norm.ppf(lv))
+    return pd.DataFrame(out)
+
+
+# --- the fit and the machine ----------------------------------------------------------------
+
+def _support_sizes(problem=None, terms=None) -> np.ndarray:
+    if terms is None and problem is not None:
+        terms = problem.terms
+    if terms is None:
+        raise ValueError("calibrate: give problem= or terms= (the support sizes of the terms the trace processed)")
+    return np.asarray(terms.support_sizes(), dtype=np.int64)
+
+
+def _epoch_overhead(samples: pd.DataFrame, epoch_seconds) -> float:
+    if epoch_seconds is None:
+        return 0.0
+    es = np.asarray(epoch_seconds, dtype=np.float64)
+    spans = samples.groupby("epoch").agg(lo=("t_start", "min"), hi=("t_end", "max"))
+    spans = spans[spans["lo"] >= 0]
+    k = min(len(spans), es.size)
+    if k == 0:
+        return 0.0
+    over = es[:k] * 1e9 - (spans["hi"].to_numpy()[:k] - spans["lo"].to_numpy()[:k])
+    return float(max(np.median(over), 0.0))
+
+
+def fit(samples: pd.DataFrame, *, problem=None, terms=None, epoch_seconds=None,
+        points: int = EMPIRICAL_POINTS) -> Fit:
+    """Everything the trace says about the machine (module docstring, steps 1–3)."""
+    sizes = _support_sizes(problem, terms)
+    tm = sample_timings(samples, sizes)
+    costs = fit_costs(tm)
+    by = costs.set_index("target")
+    phases = bool(tm["read"].notna().all() and tm["write"].notna().all())
+    if phases:
+        rs, ws = float(by.loc["read", "slope"]), float(by.loc["write", "slope"])
+    else:
+        cs = float(by.loc["cycle", "slope"])
+        rs = ws = cs / 2.0
+    rs = 0.0 if not math.isfinite(rs) else rs
+    ws = 0.0 if not math.isfinite(ws) else ws
+    rc, wc = max(int(round(rs)), 1), max(int(round(ws)), 1)  # hwsim's costs are whole ticks >= 1
+    s = tm["support"].to_numpy(np.float64)
+    resid = tm["cycle"].to_numpy(np.float64) - s * (rc + wc)
+    delays = fit_delays(resid, points)
+    threads = tuple(sorted({int(samples["worker"].nunique())}))
+    return Fit(read_cost=rc, write_cost=wc, read_slope=rs, write_slope=ws, phases=phases, residuals=resid,
+               delays=delays, costs=costs, epoch_overhead_ns=_epoch_overhead(samples, epoch_seconds),
+               mean_cycle_ns=float(np.mean(tm["cycle"])), mean_support=float(s.mean()), n_samples=len(tm),
+               fitted_on_threads=threads, trace_sha256=trace_sha256(samples))
+
+
+def coherence_ns(pingpong) -> float:
+    """The cache-line transfer time (ns) from what ``realrun.pingpong`` returned: a number, a
+    mapping or object with a ``ns``-like field, or a table with such a column (median)."""
+    if pingpong is None:
+        return math.nan
+    if isinstance(pingpong, (int, float, np.integer, np.floating)):
+        return float(pingpong)
+    names = ("transfer_ns", "one_way_ns", "ns", "median_ns", "latency_ns", "coherence_ns")
+    if isinstance(pingpong, pd.DataFrame):
+        for c in names:
+            if c in pingpong.columns:
+                return float(np.median(pingpong[c].to_numpy(np.float64)))
+    if isinstance(pingpong, Mapping):
+        for c in names:
+            if c in pingpong:
+                return coherence_ns(pingpong[c])
+    for c in names:
+        if hasattr(pingpong, c):
+            return coherence_ns(getattr(pingpong, c))
+    raise ValueError(f"calibrate: cannot read a transfer time (ns) from pingpong={pingpong!r}; pass "
+                     "coherence_cost=<ns> instead")
+
+
+def delay_model(f: Fit, kind: str = "empirical"):
+    """The ``hwsim.delays`` object for the fitted delay ``kind`` (one of DELAY_MODELS)."""
+    from hwsim import delays as hd
+
+    if kind not in DELAY_MODELS:
+        raise ValueError(f"delay = {kind!r}: must be one of {', '.join(DELAY_MODELS)}")
+    row = f.delays[f.delays["model"] == kind].iloc[0]
+    if kind == "empirical":
+        return hd.Empirical(empirical_points(np.maximum(f.residuals, 0.0)))
+    if kind == "shifted-exponential":
+        return hd.ShiftedExponential(shift=float(row["loc"]), rate=float(row["rate"]))
+    return hd.LogNormal(mu=float(row["mu"]), sigma=float(row["sigma"]))
+
+
+def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cost: float | None = None,
+              delay: str = "empirical", line_coords: int = LINE_COORDS, epoch_seconds=None,
+              spec=None) -> Calibration:
+    """Fit an ``hwsim.Machine`` to a realrun trace (module docstring).
+
+    ``samples``: a SAMPLE_SCHEMA trace, or a ``realrun.RealResult`` (its samples,
+    ``epoch_seconds`` and spec are then used). ``problem``/``terms``: the terms it processed.
+    ``pingpong`` (``realrun.pingpong()``'s result) or ``coherence_cost`` (ns): the
+    coherence cost; neither → 0 (off), and the report says so. ``delay``: which fitted
+    model the machine uses.
+    """
+    if not isinstance(samples, pd.DataFrame):
+        res = samples
+        samples = res.samples
+        epoch_seconds = getattr(res, "epoch_seconds", None) if epoch_seconds is None else epoch_seconds
+        spec = getattr(res, "spec", None) if spec is None else spec
+    if delay not in DELAY_MODELS:
+        raise ValueError(f"delay = {delay!r}: must be one of {', '.join(DELAY_MODELS)}")
+    f = fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
+    if coherence_cost is not None:
+        cc, cc_src = float(coherence_cost), "given (coherence_cost=)"
+    elif pingpong is not None:
+        cc, cc_src = coherence_ns(pingpong), "realrun.pingpong"
+    else:
+        cc, cc_src = 0.0, "none given: coherence off"
+    machine = machine_class()(cores=1, read_cost=f.read_cost, write_cost=f.write_cost, delay=delay_model(f, delay),
+                            coherence_cost=max(int(round(cc)), 0), line_coords=int(line_coords))
+    provenance = {"fitted_on_threads": list(f.fitted_on_threads), "trace_sha256": f.trace_sha256,
+                  "samples": f.n_samples, "delay_model": delay, "coherence_source": cc_src,
+                  "coherence_ns": cc, "epoch_overhead_ns": f.epoch_overhead_ns,
+                  "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str) if spec is not None else ""}
+    return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay), provenance=provenance, fit=f)
+
+
+def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str) -> pd.DataFrame:
+    """The fit report: one row per fitted quantity (``item, model, value, unit, method, ks,
+    ks_pvalue, r2, n, chosen, note``)."""
+    by = f.costs.set_index("target")
+    split = "" if f.phases else "phases not recorded: the cycle's slope split evenly between read and write"
+    rows = [
+        {"item": "read_cost", "model": "", "value": f.read_cost, "unit": "ns/coordinate",
+         "method": "slope of the median read-phase time on support size" if f.phases else
+         "half the slope of the median cycle time on support size", "r2": by.loc["read" if f.phases else "cycle", "r2"],
+         "n": f.n_samples, "note": f"fitted {f.read_slope:.4g}, rounded to whole ticks; " + split},
+        {"item": "write_cost", "model": "", "value": f.write_cost, "unit": "ns/coordinate",
+         "method": "slope of the median write-phase time on support size" if f.phases else
+         "half the slope of the median cycle time on support size",
+         "r2": by.loc["write" if f.phases else "cycle", "r2"], "n": f.n_samples,
+         "note": f"fitted {f.write_slope:.4g}, rounded to whole ticks"},
+        {"item": "cycle", "model": "", "value": f.mean_cycle_ns, "unit": "ns/sample",
+         "method": "mean time from a sample's start to the worker's next start", "r2": by.loc["cycle", "r2"],
+         "n": f.n_samples, "note": f"mean support {f.mean_support:.4g}"},
+    ]
+    for _, d in f.delays.iterrows():
+        params = {"empirical": f"{int(d['points'])} equal-count bin means",
+                  "shifted-exponential": f"c = {d['loc']:.4g} ns, λ = {d['rate']:.4g} /ns",
+                  "lognormal": f"μ = {d['mu']:.4g}, σ = {d['sigma']:.4g} (of log ns)"}[d["model"]]
+        rows.append({"item": "delay", "model": d["model"], "value": d["mean"], "unit": "ns (mean)",
+                     "method": "maximum likelihood" if d["model"] != "empirical" else "resampling the residuals",
+                     "ks": d["ks"], "ks_pvalue": d["ks_pvalue"], "n": d["n"], "chosen": d["model"] == chosen,
+                     "note": f"{params}; {d['clipped']} negative residuals clipped to 0 "
+                             f"({d['clipped_ns']:.3g} ns/sample)"})
+    rows.append({"item": "coherence_cost", "model": "", "value": coherence, "unit": "ns/line transfer",
+                 "method": coherence_source, "n": math.nan, "note": ""})
+    rows.append({"item": "epoch_overhead", "model": "", "value": f.epoch_overhead_ns, "unit": "ns/epoch",
+                 "method": "median of epoch wall time minus the samples' span", "n": math.nan,
+                 "note": "added per epoch by analysis.predict"})
+    df = pd.DataFrame(rows)
+    for c in ("ks", "ks_pvalue", "r2"):
+        df[c] = df[c].astype(float) if c in df.columns else math.nan
+    df["chosen"] = df["chosen"].fillna(False).astype(bool) if "chosen" in df.columns else False
+    df["fitted_on_threads"] = ",".join(str(t) for t in f.fitted_on_threads)
+    return df
+
+
+# --- coherence from a contention microbenchmark -------------------------------------------------
+
+def contention_problem(lines: int, *, rows: int = 20_000, line_coords: int = LINE_COORDS):
+    """The microbenchmark's workload: every row holds the same ``lines`` coordinates, one per
+    cache line (coordinate i·line_coords), so two threads bounce exactly those lines."""
+    import scipy.sparse as sp
+
+    from workload.problems import Terms, make_problem
+
+    if lines < 1 or rows < 2:
+        raise ValueError(f"contention_problem: lines = {lines}, rows = {rows}: need lines >= 1 and rows >= 2")
+    cols = np.arange(lines, dtype=np.int64) * line_coords
+    indptr = np.arange(rows + 1, dtype=np.int64) * lines
+    A = sp.csr_matrix((np.full(rows * lines, 1.0 / math.sqrt(lines)), np.tile(cols, rows), indptr),
+                      shape=(rows, lines * line_coords))
+    y = np.where(np.arange(rows) % 2 == 0, 1.0, -1.0)
+    return make_problem("svm", Terms.from_csr(A, y), lam=1e-4)
+
+
+def misses_per_sample(spec, machine, problem, *, threads: int = 2, probe: int = 1, engine: str = "fast",
+                      max_samples: int | None = 100_000) -> float:
+    """How many coherence misses per sample hwsim charges on ``problem`` at ``threads``
+    cores: (simulated time at coherence cost ``probe`` − at 0) / probe, per sample, per core
+    (one epoch; on a row subset of ``max_samples`` rows when larger)."""
+    import hwsim
+
+    from .predict import subsample_problem
+
+    if max_samples is not None and problem.N > max_samples:
+        problem = subsample_problem(problem, max_samples, spec.seed)
+    s = spec.replace(threads=threads, epochs=1)
+    t = []
+    for h in (0, probe):
+        r = hwsim.simulate(s, machine.replace(cores=threads, coherence_cost=h), problem=problem, engine=engine,
+                           coord_trace=False)
+        t.append(r.ticks)
+    return (t[1] - t[0]) * threads / (probe * problem.N)
+
+
+def fit_coherence(spec, *, lines: int, rows: int = 20_000, epochs: int = 3, repeats: int = 3, delay: str = "empirical",
+                  engine: str = "fast", h_max: int = 2000) -> tuple[int, pd.DataFrame]:
+    """The coherence cost that makes hwsim reproduce a contention microbenchmark.
+
+    realrun's own kernel (``spec``'s scheme and options) runs :func:`contention_problem`
+    (``lines`` shared cache lines per sample) at 1 and 2 threads, ``repeats`` times each
+    (median samples/s); a machine is calibrated on the 1-thread trace of the
+    microbenchmark, and its ``coherence_cost`` H is found by bisection so that hwsim's
+    2-thread samples/s matches the measured one. Unlike the ping-pong, which times one
+    dependent transfer, this includes what the core overlaps (many lines in flight at
+    once). Choose ``lines`` as the workload's :func:`misses_per_sample` so the
+    microbenchmark's contention matches the workload's. The workload's own multi-thread
+    runs are not used. Returns (H, table of the measurements: per thread count the median
+    and every run's samples/s, the fitted H, ``at_bound`` (why H is not identified, when it
+    is not) and ``tau0_fraction``, the share of samples that overlapped no other: near 0
+    when the two threads really ran at once).
+    """
+    import realrun
+
+    prob = contention_problem(lines, rows=rows)
+    base = spec.replace(epochs=epochs, threads=1, schedule="constant")
+    realrun.run(base.replace(epochs=1), problem=prob)
+    realrun.run(base.replace(epochs=1, threads=2), problem=prob)
+    runs = {1: [], 2: []}
+    for _ in range(repeats):
+        for p in (1, 2):
+            runs[p].append(realrun.run(base.replace(threads=p), problem=prob))
+    med = {p: float(np.median([r.samples_per_s for r in rs])) for p, rs in runs.items()}
+    one = sorted(runs[1], key=lambda r: r.samples_per_s)[len(runs[1]) // 2]
+    cal = calibrate(one, problem=prob, coherence_cost=0, delay=delay)
+    sim_spec = base.replace(epochs=1)
+    overhead = cal.provenance["epoch_overhead_ns"]
+
+    def rate(h: int) -> float:  # as realrun counts it: the epoch's overhead included
+        import hwsim
+
+        r = hwsim.simulate(sim_spec.replace(threads=2), cal.machine.replace(cores=2, coherence_cost=int(h)),
+                           problem=prob, engine=engine, coord_trace=False)
+        return prob.N / ((r.ticks + overhead) * 1e-9)
+
+    lo, hi = 0, h_max
+    at_bound = ""
+    if rate(lo) <= med[2]:
+        h, at_bound = 0, "the 2-thread microbenchmark is slower than hwsim without coherence costs"
+    elif rate(hi) >= med[2]:
+        h, at_bound = hi, (f"the 2-thread microbenchmark is slower than hwsim even at H = h_max = {h_max}: "
+                           "not identifiable (were both threads running? see the τ of its runs)")
+        log.warning("fit_coherence: %s", at_bound)
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if rate(mid) > med[2]:
+                lo = mid
+            else:
+                hi = mid
+        h = lo if abs(rate(lo) - med[2]) <= abs(rate(hi) - med[2]) else hi
+    table = pd.DataFrame([{"lines": lines, "rows": rows, "threads": p, "samples_per_s_median": med[p],
+                           "samples_per_s_runs": ",".join(f"{r.samples_per_s:.6g}" for r in runs[p]),
+                           "fitted_coherence_cost": h, "at_bound": at_bound,
+                           "tau0_fraction": float(np.mean([np.mean(r.tau() == 0) for r in runs[p]]))}
+                          for p in (1, 2)])
+    return h, table

@@ -1,0 +1,191 @@
+"""Calibrate on 1 thread, predict 2, measure 2: issue 13's out-of-sample speedup test.
+
+One command, prints a table::
+
+    .venv/bin/python benchmarks/bench_calibration.py            # RCV1-shaped default
+    .venv/bin/python benchmarks/bench_calibration.py --rows 50000 --epochs 3 --repeats 3
+
+For each regime (a realrun setting that changes how the rows reach the core):
+
+* ``prefetch``: realrun's default software prefetch of the rows 16 samples ahead -- row
+  data arrives before it is needed, the loop is cache-friendly, and the shared hot
+  features' cache lines bouncing between the cores are what is left to limit 2 threads;
+* ``plain``: no prefetch (``options.prefetch = 0``) -- each random row is a cache miss,
+  the loop is latency-bound, and two cores overlap their misses.
+
+the benchmark
+
+1. runs the spec on 1 and on 2 threads, ``--repeats`` times each, interleaved (after a
+   warm-up that compiles);
+2. calibrates an ``hwsim.Machine`` on the median-throughput 1-thread run's trace plus the
+   coherence cost -- from ``realrun.calibrate.pingpong`` (``--coherence pingpong``, issue
+   13's recipe) and/or from ``analysis.calibrate.fit_coherence``'s contention
+   microbenchmark (``--coherence contention``); nothing from the workload's 2-thread runs;
+3. predicts 1 and 2 threads with hwsim's fast engine (one epoch of all rows:
+   ``analysis.predict``'s subsample mode with max_samples = N);
+4. compares (``analysis.compare``): the 1→2-thread speedup (median over repeats) against
+   ``SPEEDUP_REL_ERR_MAX`` (10%), and τ's distributions.
+
+The measured figures depend on the machine and on what else runs on it: the table prints
+the spread (min–max over repeats) next to each median.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+REGIMES = {"prefetch": {"prefetch": 16}, "plain": {"prefetch": 0}}
+
+
+def _args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=200_000, help="terms (RCV1-shaped: 200000)")
+    ap.add_argument("--features", type=int, default=47_236)
+    ap.add_argument("--nnz", type=float, default=75.0)
+    ap.add_argument("--epochs", type=int, default=5, help="epochs per measured run")
+    ap.add_argument("--repeats", type=int, default=5, help="measured runs per thread count (median)")
+    ap.add_argument("--regimes", default="prefetch,plain", help=f"comma list of {', '.join(REGIMES)}")
+    ap.add_argument("--delay", default="empirical", help="delay model of the calibrated machine")
+    ap.add_argument("--predict-samples", type=int, default=None, help="samples per predicted point (default N)")
+    ap.add_argument("--out", default=None, help="folder for the tables (parquet) and machines (toml)")
+    ap.add_argument("--coherence", default="pingpong", choices=("pingpong", "contention", "both"),
+                    help="coherence cost from the ping-pong (issue 13), from the contention microbenchmark fit "
+                         "(analysis.calibrate.fit_coherence), or both (one row each)")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = _args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    import realrun
+    from realrun.calibrate import coord_cost, pingpong
+
+    from analysis import calibrate as cal
+    from analysis import compare as cmp
+    from analysis import overlap as ov
+    from analysis import predict as pred
+    from workload.build import build_problem
+    from workload.spec import DataSpec, RunSpec
+
+    base = RunSpec(problem="svm", problem_params={"lam": 1.0}, scheme="hogwild", step=0.1, schedule="backoff",
+                   beta=0.9, order="epoch-shuffle", epochs=args.epochs, seed=args.seed,
+                   data=DataSpec(source="synthetic-classification",
+                                 params={"n_rows": args.rows, "n_features": args.features, "nnz_mean": args.nnz,
+                                         "seed": args.seed}))
+    import os
+
+    print(f"# load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    t0 = time.perf_counter()
+    problem = build_problem(base)
+    print(f"# data: {problem.N} rows x {problem.n} features, {problem.terms.nnz / problem.N:.1f} nnz/row "
+          f"(built in {time.perf_counter() - t0:.1f}s)", flush=True)
+    pp = pingpong()
+    cc = coord_cost(n=problem.n, support=int(round(args.nnz)))
+    print(f"# pingpong: {pp.transfer_ns:.1f} ns per cache-line transfer (cores {pp.cores}); "
+          f"coord_cost microbenchmark: read {cc.read_ns:.2f} ns, write {cc.write_ns:.2f} ns per coordinate",
+          flush=True)
+    out = Path(args.out) if args.out else None
+    rows, tables, sides = [], [], []
+    for regime in [r.strip() for r in args.regimes.split(",") if r.strip()]:
+        if regime not in REGIMES:
+            raise SystemExit(f"--regimes: unknown regime {regime!r}; use {', '.join(REGIMES)}")
+        spec = base.replace(options=REGIMES[regime])
+        # warm-up (compiles outside the measurements), then 1- and 2-thread runs interleaved, so
+        # drift in the machine's load hits both alike; the 2-thread runs are not used until compare
+        realrun.run(spec.replace(epochs=1), problem=problem)
+        realrun.run(spec.replace(threads=2, epochs=1), problem=problem)
+        ones, twos = [], []
+        for _ in range(args.repeats):
+            ones.append(realrun.run(spec, problem=problem))
+            twos.append(realrun.run(spec.replace(threads=2), problem=problem))
+        order = np.argsort([r.samples_per_s for r in ones])
+        calib_run = ones[int(order[len(order) // 2])]
+        c_pp = cal.calibrate(calib_run, problem=problem, pingpong=pp, delay=args.delay)
+        calibrations = []
+        if args.coherence in ("pingpong", "both"):
+            calibrations.append(("pingpong", c_pp))
+        if args.coherence in ("contention", "both"):
+            k = cal.misses_per_sample(spec, c_pp.machine, problem)
+            h, mb = cal.fit_coherence(spec, lines=max(1, int(round(k))), repeats=args.repeats)
+            print(f"# {regime}: contention microbenchmark: {k:.1f} lines/sample -> coherence cost {h} ns "
+                  f"(1 thr {mb['samples_per_s_median'].iloc[0] / 1e6:.2f}M/s, "
+                  f"2 thr {mb['samples_per_s_median'].iloc[1] / 1e6:.2f}M/s, 2-thread samples with τ = 0: "
+                  f"{mb['tau0_fraction'].iloc[1]:.1%}) {mb['at_bound'].iloc[0]}", flush=True)
+            c_mb = cal.calibrate(calib_run, problem=problem, coherence_cost=h, delay=args.delay)
+            c_mb.provenance["coherence_source"] = f"contention microbenchmark ({int(round(k))} lines)"
+            calibrations.append(("contention", c_mb))
+        preds = []
+        for how, c in calibrations:
+            t_pred = time.perf_counter()
+            p = pred.predict_detail(spec, c, cores=(1, 2), problem=problem, engine="fast",
+                                    max_samples=args.predict_samples or problem.N)
+            preds.append((how, c, p, time.perf_counter() - t_pred))
+        meas = pred.measured(ones + twos)
+        m1 = np.array([r.samples_per_s for r in ones])
+        m2 = np.array([r.samples_per_s for r in twos])
+        tau0 = float(np.mean([np.mean(r.tau() == 0) for r in twos]))
+        print(f"# {regime}: 2-thread samples that overlapped no other (τ = 0): {tau0:.1%} -- near 0 when both "
+              "threads ran at once; more means they were time-shared with other load", flush=True)
+        for how, c, p, t_pred in preds:
+            table = cmp.compare(meas, p)
+            table.insert(0, "coherence", how)
+            table.insert(0, "regime", regime)
+            tables.append(table)
+            speed = table[(table["threads"] == 2) & (table["figure"] == "speedup")].iloc[0]
+            ks = table[(table["threads"] == 2) & (table["figure"] == "tau_ks")].iloc[0]
+            s = p.summary.set_index("threads")
+            m = c.machine
+            rows.append({
+                "regime": regime, "coherence": how,
+                "1thr_meas": f"{np.median(m1) / 1e6:.3f}M [{m1.min() / 1e6:.2f}-{m1.max() / 1e6:.2f}]",
+                "2thr_meas": f"{np.median(m2) / 1e6:.3f}M [{m2.min() / 1e6:.2f}-{m2.max() / 1e6:.2f}]",
+                "1thr_pred": f"{s.loc[1, 'samples_per_s'] / 1e6:.3f}M",
+                "2thr_pred": f"{s.loc[2, 'samples_per_s'] / 1e6:.3f}M",
+                "speedup_meas": f"{speed['measured']:.3f} [{m2.min() / np.median(m1):.2f}-"
+                                f"{m2.max() / np.median(m1):.2f}]",
+                "speedup_pred": f"{speed['predicted']:.3f}",
+                "rel_err": f"{speed['observed']:.1%}",
+                "verdict": f"{speed['verdict']} (<= {cmp.SPEEDUP_REL_ERR_MAX:.0%})",
+                "tau_mean meas/pred": f"{ks['measured']:.2f}/{ks['predicted']:.2f}",
+                "tau_KS": f"{ks['observed']:.3f} {ks['verdict']}",
+                "machine": f"r{m.read_cost} w{m.write_cost} d~{m.delay.mean():.0f} c{m.coherence_cost}",
+                "predict_s": f"{t_pred:.1f}",
+            })
+            mt = meas.tau[meas.tau["threads"] == 2]
+            pt = p.tau[p.tau["threads"] == 2]
+            side = ov.tau_side_by_side(mt, pt)
+            d = ov.tau_distance(mt, pt)
+            sides.append((regime, how, side, d))
+            if out is not None:
+                from workload.trace import write_table
+
+                out.mkdir(parents=True, exist_ok=True)
+                c.save(out / f"machine-{regime}-{how}.toml")
+                write_table(c.table, out / f"calibration-{regime}-{how}.parquet")
+                write_table(table, out / f"comparison-{regime}-{how}.parquet")
+                write_table(p.summary, out / f"prediction-{regime}-{how}.parquet")
+        print(f"# {regime}: done", flush=True)
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        for regime, how, side, d in sides:
+            print(f"\n# 2-thread τ distribution, {regime} / coherence {how}: measured (realrun's counters) vs "
+                  f"predicted; W1 = {d['wasserstein']:.3f}, KS = {d['ks']:.3f}")
+            print(side[side["tau"] <= 8].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print()
+        print(pd.DataFrame(rows).to_string(index=False))
+    print(f"# load average at end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

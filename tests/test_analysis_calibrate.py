@@ -1,0 +1,176 @@
+"""Calibration recovers the parameters of synthetic traces generated from known timings."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from analysis import calibrate as cal
+from analysis.synthetic import trace_from_phases
+
+N_SAMPLES = 20_000
+# Statistical tolerances, fixed before the fits were run: the MLE rate of an exponential
+# from n draws has relative standard error 1/sqrt(n) = 0.7% at n = 20,000; we allow 5 of them.
+RATE_RTOL = 5 / math.sqrt(N_SAMPLES)
+KS_GOOD = 0.02  # the right model's KS statistic (sampling noise ~ 1/sqrt(n) = 0.007)
+KS_BAD = 0.05  # a wrong family is at least this far off for these parameters
+
+
+def _terms(n_terms=2000, n=500, seed=0):
+    """Terms with support sizes spread over 1..120 (so the slope on size is identifiable)."""
+    from workload.problems import Terms
+
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 121, n_terms)
+    rows = np.repeat(np.arange(n_terms), sizes)
+    cols = np.concatenate([rng.choice(n, s, replace=False) for s in sizes])
+    A = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n_terms, n))
+    return Terms.from_csr(A, np.sign(rng.standard_normal(n_terms)) + (rng.random(n_terms) == 2))
+
+
+def _trace(terms, *, rc, wc, compute, phases=True, gap=None, workers=1, seed=1):
+    rng = np.random.default_rng(seed)
+    term = rng.integers(0, terms.N, N_SAMPLES)
+    s = terms.support_sizes()[term]
+    worker = np.repeat(np.arange(workers), N_SAMPLES // workers)
+    t = trace_from_phases(worker, term, s * rc, compute, s * wc, gap=gap)
+    if not phases:
+        t["t_read_done"] = -1
+        t["t_write_start"] = -1
+    return t
+
+
+def test_recovers_costs_and_shifted_exponential_delay():
+    """read 3 ns/coord, write 5 ns/coord, compute = rint(40 + Exp(mean 60)): the fit returns
+    read_cost 3, write_cost 5, shift 40, rate 1/60, and the shifted exponential fits best."""
+    terms = _terms()
+    rng = np.random.default_rng(2)
+    compute = np.rint(40 + rng.exponential(60.0, N_SAMPLES)).astype(np.int64)
+    f = cal.fit(_trace(terms, rc=3, wc=5, compute=compute), terms=terms)
+    assert (f.read_cost, f.write_cost) == (3, 5) and f.phases
+    assert f.read_slope == pytest.approx(3.0, abs=1e-9) and f.write_slope == pytest.approx(5.0, abs=1e-9)
+    d = f.delays.set_index("model")
+    assert d.loc["shifted-exponential", "loc"] == pytest.approx(40.0, abs=1.0)
+    assert d.loc["shifted-exponential", "rate"] == pytest.approx(1 / 60.0, rel=RATE_RTOL)
+    assert d.loc["shifted-exponential", "ks"] < KS_GOOD
+    assert d.loc["lognormal", "ks"] > KS_BAD
+    assert d.loc["empirical", "ks"] <= 1.0 / cal.EMPIRICAL_POINTS + 1e-12 + 1.0 / N_SAMPLES * 50
+    assert d.loc["empirical", "mean"] == pytest.approx(compute.mean(), abs=0.5)
+    assert f.fitted_on_threads == (1,)
+
+
+def test_recovers_lognormal_delay_without_phases():
+    """No phase timestamps: the cycle's slope (3 + 5 = 8) is split evenly (4 + 4); the delay
+    is the log-normal exp(N(4.5, 0.4²)) and the log-normal fits best."""
+    terms = _terms()
+    rng = np.random.default_rng(3)
+    compute = np.rint(rng.lognormal(4.5, 0.4, N_SAMPLES)).astype(np.int64)
+    f = cal.fit(_trace(terms, rc=3, wc=5, compute=compute, phases=False), terms=terms)
+    assert not f.phases and (f.read_cost, f.write_cost) == (4, 4)
+    d = f.delays.set_index("model")
+    assert d.loc["lognormal", "mu"] == pytest.approx(4.5, abs=0.02)
+    assert d.loc["lognormal", "sigma"] == pytest.approx(0.4, rel=0.03)
+    assert d.loc["lognormal", "ks"] < KS_GOOD
+    assert d.loc["shifted-exponential", "ks"] > KS_BAD
+
+
+def test_gaps_between_samples_go_into_the_delay():
+    """A 7 ns loop overhead between samples is part of the per-sample cycle: the delay's
+    mean rises by 7 and the costs do not change."""
+    terms = _terms()
+    compute = np.full(N_SAMPLES, 30, np.int64)
+    f = cal.fit(_trace(terms, rc=2, wc=2, compute=compute, gap=np.full(N_SAMPLES, 7)), terms=terms)
+    assert (f.read_cost, f.write_cost) == (2, 2)
+    assert f.delays.set_index("model").loc["empirical", "mean"] == pytest.approx(37.0, abs=0.01)
+
+
+def test_fractional_costs_keep_the_mean_cycle():
+    """A true cost of 1.4 ns/coordinate becomes 1 tick; the remainder moves into the delay so
+    the predicted mean cycle s̄·(rc + wc) + mean delay equals the measured one."""
+    terms = _terms()
+    rng = np.random.default_rng(4)
+    term = rng.integers(0, terms.N, N_SAMPLES)
+    s = terms.support_sizes()[term]
+    read = np.rint(1.4 * s).astype(np.int64)
+    t = trace_from_phases(np.zeros(N_SAMPLES), term, read, np.full(N_SAMPLES, 20), read)
+    f = cal.fit(t, terms=terms)
+    assert (f.read_cost, f.write_cost) == (1, 1)
+    mean_delay = f.delays.set_index("model").loc["empirical", "mean"]
+    assert f.mean_support * 2 + mean_delay == pytest.approx(f.mean_cycle_ns, rel=1e-3)
+
+
+def test_empirical_points_keep_mean_and_cdf():
+    rng = np.random.default_rng(5)
+    v = np.rint(rng.pareto(2.5, 50_000) * 100)  # heavy tail, whole ticks
+    pts = cal.empirical_points(v, 256)
+    assert pts.size == 256
+    assert pts.mean() == pytest.approx(v.mean(), abs=0.5)
+    assert cal._ks_discrete(v, pts) <= 1 / 256 + 1 / v.size
+
+
+def test_untimed_trace_is_refused():
+    terms = _terms(50)
+    t = _trace(terms, rc=1, wc=1, compute=np.ones(N_SAMPLES, np.int64))
+    t["t_start"] = -1
+    with pytest.raises(ValueError, match="no timed samples"):
+        cal.fit(t, terms=terms)
+
+
+def test_coherence_from_pingpong_shapes():
+    assert cal.coherence_ns(70.0) == 70.0
+    assert cal.coherence_ns({"transfer_ns": 55}) == 55.0
+    assert cal.coherence_ns(pd.DataFrame({"ns": [10.0, 50.0, 60.0]})) == 50.0
+    with pytest.raises(ValueError, match="coherence_cost"):
+        cal.coherence_ns(object())
+
+
+def test_calibrate_builds_a_machine_and_records_provenance():
+    pytest.importorskip("hwsim.machine")
+    terms = _terms()
+    rng = np.random.default_rng(6)
+    compute = np.rint(40 + rng.exponential(60.0, N_SAMPLES)).astype(np.int64)
+    t = _trace(terms, rc=3, wc=5, compute=compute)
+    for kind in cal.DELAY_MODELS:
+        c = cal.calibrate(t, terms=terms, coherence_cost=80.0, delay=kind)
+        m = c.machine
+        assert (m.cores, m.read_cost, m.write_cost, m.coherence_cost) == (1, 3, 5, 80)
+        assert m.delay.mean() == pytest.approx(compute.mean(), rel=0.03)
+        assert c.provenance["fitted_on_threads"] == [1]
+        assert c.provenance["trace_sha256"] == cal.trace_sha256(t)
+        assert set(c.table["item"]) >= {"read_cost", "write_cost", "delay", "coherence_cost"}
+        assert c.table.loc[c.table["chosen"], "model"].tolist() == [kind]
+        # TOML round trip
+        import tomllib
+
+        doc = tomllib.loads(c.to_toml())
+        assert cal.machine_class().from_dict(doc["machine"]) == m
+        assert doc["provenance"]["fitted_on_threads"] == [1]
+    q = cal.delay_quantiles(c.fit.residuals, c.fit.delays)
+    assert list(q.columns) == ["level", "measured", "empirical", "shifted-exponential", "lognormal"]
+
+
+def test_sparse_trace_every_kth_sample():
+    """Only every 4th sample recorded (realrun's options.trace_every = 4): the cycle is the
+    duration plus the mean gap implied by the recorded span, so the 7 ns overhead is found."""
+    terms = _terms()
+    compute = np.full(N_SAMPLES, 30, np.int64)
+    t = _trace(terms, rc=2, wc=2, compute=compute, gap=np.full(N_SAMPLES, 7))
+    t = t[t["position"] % 4 == 0].reset_index(drop=True)
+    f = cal.fit(t, terms=terms)
+    assert (f.read_cost, f.write_cost) == (2, 2)
+    assert f.delays.set_index("model").loc["empirical", "mean"] == pytest.approx(37.0, abs=0.5)
+
+
+def test_save_and_load_calibration(tmp_path):
+    pytest.importorskip("hwsim.machine")
+    terms = _terms()
+    compute = np.full(N_SAMPLES, 50, np.int64)
+    c = cal.calibrate(_trace(terms, rc=2, wc=3, compute=compute), terms=terms, pingpong={"transfer_ns": 41.6})
+    path = tmp_path / "machine.toml"
+    c.save(path)
+    back = cal.load_calibration(path)
+    assert back.machine == c.machine and back.machine.coherence_cost == 42
+    assert back.provenance["fitted_on_threads"] == [1] and back.provenance["coherence_source"] == "realrun.pingpong"
