@@ -1,0 +1,150 @@
+"""hwsim engine benchmark: coordinate events per second, reference vs fast, and a full RCV1-sized epoch.
+
+Run (from the repository root)::
+
+    .venv/bin/python benchmarks/bench_hwsim.py            # small cases (about a minute)
+    .venv/bin/python benchmarks/bench_hwsim.py --big      # + one epoch of 800,000 × 47,236 on 16 cores
+    .venv/bin/python benchmarks/bench_hwsim.py --big-only # only the big case
+
+A *coordinate event* is one simulated coordinate read or write (2 per support entry per
+sample).  Events/s = events / seconds of one whole ``hwsim.simulate`` call (trace
+assembly and history evaluation included; data generation and JIT compilation excluded:
+the fast engine is warmed on a tiny run first and its compile time is printed).  Figures
+are medians of ``--repeats`` runs (the reference engine: half as many), as wall-clock and
+as process CPU time -- on a shared machine the CPU time is the steadier of the two.  Both
+engines are checked to produce the same trace hash.  The big case keeps the sample-level
+trace and turns the coordinate-level trace off; memory is reported as the peak of numpy
+allocations during the run (tracemalloc) and the process's peak resident set size.
+
+Machine of every case: read 2 ticks, write 4, coherence miss 60, 8 coordinates per
+line, compute delay 100 + Exp(mean 50) ticks; hogwild with atomic writes, float64 state.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+
+
+
+def _machine(cores):
+    from hwsim import Machine, ShiftedExponential
+
+    return Machine(cores=cores, read_cost=2, write_cost=4, coherence_cost=60, line_coords=8,
+                   delay=ShiftedExponential(shift=100, rate=1 / 50))
+
+
+def _spec(threads, seed=0):
+    from workload.spec import RunSpec
+
+    return RunSpec(problem="svm", scheme="hogwild", threads=threads, epochs=1, step=0.05, write_mode="atomic",
+                   order="epoch-shuffle", dtype="float64", seed=seed, problem_params={"lam": 1e-4, "reg": "hogwild"})
+
+
+def _problem(n_rows, n_features, nnz_mean, seed=0):
+    from workload.data import synthetic_classification
+    from workload.problems import make_problem
+
+    terms = synthetic_classification(n_rows=n_rows, n_features=n_features, nnz_mean=nnz_mean, skew=1.0, seed=seed)
+    return make_problem("svm", terms, lam=1e-4, reg="hogwild")
+
+
+def _timed(fn, repeats):
+    """(last result, median wall s, median CPU s) over ``repeats`` calls."""
+    out, wall, cpu = None, [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return out, statistics.median(wall), statistics.median(cpu)
+
+
+def _rss_mib():
+    """Current and peak resident set size of this process, MiB."""
+    cur = 0.0
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) / 1024.0
+    return cur, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _warm():
+    import hwsim
+
+    t = time.perf_counter()
+    hwsim.simulate(_spec(2), _machine(2), problem=_problem(50, 200, 5.0), engine="fast")
+    return time.perf_counter() - t
+
+
+def small(repeats: int, rows: int):
+    import hwsim
+
+    problem = _problem(rows, 47_236, 75.0)
+    events = 2 * int(problem.terms.nnz)
+    print(f"small RCV1-shaped problem: {rows:,} rows x 47,236 features, {problem.terms.nnz / rows:.1f} nnz/row, "
+          f"{events:,} coordinate events per epoch (one epoch per run)")
+    print(f"fast engine JIT compile (warm-up, excluded below): {_warm():.2f} s")
+    print(f"{'cores':>5} {'coord trace':>11} {'engine':>9} {'wall s':>8} {'cpu s':>8} {'events/s (cpu)':>15} "
+          f"{'ratio wall':>10} {'ratio cpu':>9}")
+    for cores in (4, 16):
+        spec, machine = _spec(cores), _machine(cores)
+        for trace in (False, True):
+            ref, ref_w, ref_c = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="reference",
+                                                              coord_trace=trace), max(1, (repeats + 1) // 2))
+            fast, fast_w, fast_c = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="fast",
+                                                                 coord_trace=trace), repeats)
+            if hwsim.trace_hash(ref) != hwsim.trace_hash(fast):
+                raise SystemExit("fast and reference engines disagree: a bug")
+            tr = "on" if trace else "off"
+            print(f"{cores:>5} {tr:>11} {'reference':>9} {ref_w:>8.3f} {ref_c:>8.3f} {events / ref_c:>15,.0f}")
+            print(f"{cores:>5} {tr:>11} {'fast':>9} {fast_w:>8.4f} {fast_c:>8.4f} {events / fast_c:>15,.0f} "
+                  f"{ref_w / fast_w:>9.0f}x {ref_c / fast_c:>8.0f}x")
+
+
+def big(repeats: int):
+    import tracemalloc
+
+    import hwsim
+
+    t = time.perf_counter()
+    problem = _problem(800_000, 47_236, 75.0)
+    gen_s = time.perf_counter() - t
+    events = 2 * int(problem.terms.nnz)
+    print(f"big: 800,000 rows x 47,236 features, {problem.terms.nnz / 800_000:.1f} nnz/row, {events:,} events; "
+          f"data generated in {gen_s:.1f} s")
+    print(f"fast engine JIT compile (warm-up, excluded): {_warm():.2f} s")
+    cur, peak = _rss_mib()
+    print(f"resident before the run: {cur:,.0f} MiB (the problem's data; peak so far {peak:,.0f} MiB)")
+    spec, machine = _spec(16), _machine(16)
+    tracemalloc.start()
+    res, med_w, med_c = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="fast",
+                                                      coord_trace=False), repeats)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    cur2, peak2 = _rss_mib()
+    print(f"16 cores, fast engine, one epoch, coordinate trace off: median wall {med_w:.2f} s, cpu {med_c:.2f} s "
+          f"over {repeats} run(s); {events / med_c:,.0f} events/s (cpu); simulated {res.ticks * 1e-9 * 1e3:.2f} ms; "
+          f"{len(res.samples):,} sample rows (target: <= 60 s)")
+    print(f"memory: peak numpy allocations during simulate (tracemalloc) {traced_peak / 2**20:,.0f} MiB; "
+          f"process peak RSS {peak2:,.0f} MiB, resident after {cur2:,.0f} MiB")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--big", action="store_true", help="also run the 800,000-row epoch on 16 cores")
+    ap.add_argument("--big-only", action="store_true", help="only the big case")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats per case (median reported)")
+    ap.add_argument("--rows", type=int, default=10_000, help="rows of the small problem")
+    a = ap.parse_args(argv)
+    if not a.big_only:
+        small(a.repeats, a.rows)
+    if a.big or a.big_only:
+        big(max(1, min(a.repeats, 3)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
