@@ -1,0 +1,1118 @@
+"""The reproducibility study: what ``wildcheck report`` runs, section by section.
+
+A study is a :class:`StudySpec` (TOML: ``[study]``, the workload's ``[run]``, the
+dense-conflict case's ``[dense.run]`` and optionally a pinned simulated ``[machine]``) and a
+fixed list of sections.  :func:`run_study` executes the sections in order and writes every
+table the moment a section finishes (atomically: :func:`workload.trace.write_table`), with
+``manifest.json`` rewritten after each section.  A section ends in one of:
+
+``done``           it ran;
+``not available``  a module or function it needs does not exist (yet), or its data file is
+                   absent -- the reason names what is missing;
+``skipped``        the study's time budget ran out before it (or during it: partial
+                   tables are kept and marked ``complete = false``);
+``failed``         it raised; the traceback is in ``errors/<section>.txt``;
+``interrupted``    Ctrl-C during it; every later section is ``not run``.
+
+Nothing is faked: a figure whose inputs are missing is absent and the report says why.
+
+Kinds of tables (what ``wildcheck rerun`` demands of them):
+
+``simulated``  produced by hwsim from the spec and a pinned machine: must regenerate bit
+               for bit (compared by :func:`table_sha256`);
+``computed``   deterministic functions of seeded data (sparsity statistics): bit for bit;
+``measured``   wall-clock measurements on real threads: must fall within the run-to-run
+               spread the original report measured (the study repeats every real run).
+
+Simulation needs a machine.  A fresh study calibrates one from its own measurements
+(section ``calibrate``) and saves it as ``machine.toml``; ``wildcheck rerun`` pins that
+machine (``StudySpec.machine``), so the rerun's simulated figures are a pure function of
+the saved spec and must match the original's exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import logging
+import math
+import sys
+import time
+import traceback
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from workload.spec import SCHEMES, DataSpec, RunSpec, SpecError
+from workload.trace import atomic_write_bytes, tau_overlap, write_table
+
+from . import environment
+
+log = logging.getLogger("wildcheck.study")
+
+REPO_ROOT = environment.REPO_ROOT
+DEFAULT_A8A = REPO_ROOT.parent / "shared" / "data" / "a8a.gz"
+STUDY_SCHEMES = ("serial", "hogwild", "hogwild-atomic", "lock-coord", "round-robin")
+DENSE_SCHEMES = ("serial", "hogwild", "hogwild-atomic")
+PREDICT_CORES = (1, 2, 4, 8, 16, 32, 64)
+BUDGET_S = 600.0
+ENGINES = ("fast", "reference")
+RCV1_FEATURES = 47_236
+RCV1_NNZ_MEAN = 75
+RCV1_ROWS = 200_000
+MANIFEST_VERSION = 1
+
+# A measured figure regenerates "within the run-to-run spread" when the rerun's median lies
+# within SPREAD_FACTOR x (max - min over the original's repeats) of the original's median.
+SPREAD_FACTOR = 1.0
+
+STATUSES = ("done", "not available", "skipped", "failed", "interrupted", "not run")
+
+
+# ----------------------------------------------------------------------------------------
+# Errors that end a section without failing the study
+# ----------------------------------------------------------------------------------------
+class Unavailable(Exception):
+    """Something a section needs is missing: a module, a function, a data file, a table."""
+
+
+class BudgetExhausted(Exception):
+    """The study's time budget ran out."""
+
+
+def need(module: str, *attrs: str):
+    """Import ``module`` and return it (or the attribute chain ``attrs``) or raise
+    :class:`Unavailable` naming what is missing."""
+    try:
+        obj = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+            raise Unavailable(f"{module} missing") from exc
+        raise
+    for a in attrs:
+        if not hasattr(obj, a):
+            raise Unavailable(f"{module}.{a} missing")
+        obj = getattr(obj, a)
+    return obj
+
+
+# ----------------------------------------------------------------------------------------
+# The study spec
+# ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class StudySpec:
+    """Everything that decides a study (validated once, in :func:`validate_study`).
+
+    run
+        The base run spec of the sparse (RCV1-shaped) workload; ``scheme`` and ``threads``
+        are replaced per run.
+    schemes, threads, repeats
+        Real runs: every scheme at every thread count (``serial`` at 1 only), each
+        repeated ``repeats`` times to measure the run-to-run spread.
+    predict_cores
+        Simulated core counts of the prediction.
+    dense, dense_schemes
+        The dense-conflict case (a8a: a feature in 95% of rows): its run spec or None.
+    sim_engine
+        hwsim engine for every simulation (``fast`` or ``reference``: identical traces).
+    epsilon
+        Target accuracy ε of the theory checks (Niu et al.: f(x) − f⋆; Mania et al.:
+        ‖x − x⋆‖²).
+    budget_s
+        Wall-clock budget; sections that do not fit are ``skipped`` and say so.
+    machine
+        A pinned hwsim machine (``hwsim.Machine.to_dict()``) for every simulation, or None
+        to calibrate one from the study's own measurements.
+    """
+
+    name: str = "default"
+    run: RunSpec = field(default_factory=RunSpec)
+    schemes: tuple[str, ...] = STUDY_SCHEMES
+    threads: tuple[int, ...] = (1, 2)
+    repeats: int = 3
+    predict_cores: tuple[int, ...] = PREDICT_CORES
+    dense: RunSpec | None = None
+    dense_schemes: tuple[str, ...] = DENSE_SCHEMES
+    sim_engine: str = "fast"
+    epsilon: float = 1e-2
+    budget_s: float = BUDGET_S
+    machine: Mapping[str, Any] | None = None
+    machine_provenance: Mapping[str, Any] | None = None
+
+    def __post_init__(self):
+        for name in ("schemes", "threads", "predict_cores", "dense_schemes"):
+            v = getattr(self, name)
+            if isinstance(v, (list, tuple)):
+                object.__setattr__(self, name, tuple(v))
+        validate_study(self)
+
+    def replace(self, **changes) -> "StudySpec":
+        return dataclasses.replace(self, **changes)
+
+    def seeds(self) -> dict[str, Any]:
+        out = {"run.seed": self.run.seed, "run.data.seed": self.run.data.params.get("seed", self.run.seed)}
+        if self.dense is not None:
+            out["dense.seed"] = self.dense.seed
+        return out
+
+    def to_doc(self) -> dict:
+        study = {"name": self.name, "schemes": list(self.schemes), "threads": list(self.threads),
+                 "repeats": self.repeats, "predict_cores": list(self.predict_cores),
+                 "dense_schemes": list(self.dense_schemes), "sim_engine": self.sim_engine,
+                 "epsilon": float(self.epsilon), "budget_s": float(self.budget_s)}
+        doc: dict[str, Any] = {"study": study, "run": self.run.to_dict()}
+        if self.dense is not None:
+            doc["dense"] = {"run": self.dense.to_dict()}
+        if self.machine is not None:
+            doc["machine"] = _toml_safe(dict(self.machine))
+        if self.machine_provenance is not None:
+            doc["machine_provenance"] = _toml_safe(dict(self.machine_provenance))
+        return doc
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        header = ("# wildcheck study spec: `wildcheck report --spec THIS_FILE` runs this study again;\n"
+                  "# `wildcheck rerun REPORT_DIR` does so with the report's calibrated machine pinned.\n")
+        return header + tomli_w.dumps(self.to_doc())
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], where: str = "StudySpec") -> "StudySpec":
+        unknown = sorted(set(doc) - {"study", "run", "dense", "machine", "machine_provenance"})
+        if unknown:
+            raise SpecError(unknown[0], "...", "not a study table (tables: [study], [run], [dense.run], [machine])",
+                            "remove it or fix its spelling", where=where)
+        study = dict(doc.get("study", {}))
+        known = {f.name for f in dataclasses.fields(cls)} - {"run", "dense", "machine", "machine_provenance"}
+        bad = sorted(set(study) - known)
+        if bad:
+            raise SpecError(f"study.{bad[0]}", study[bad[0]], f"not a study field ({', '.join(sorted(known))})",
+                            "remove it or fix its spelling", where=where)
+        if "run" not in doc:
+            raise SpecError("run", None, "the study has no [run] table (the workload's run spec)",
+                            "add a [run] table, e.g. from `wildcheck report --print-spec`", where=where)
+        run = RunSpec.from_dict(doc["run"], where=f"{where} [run]")
+        dense = None
+        if "dense" in doc:
+            if not isinstance(doc["dense"], Mapping) or "run" not in doc["dense"]:
+                raise SpecError("dense", doc["dense"], "must hold a [dense.run] table",
+                                "write the dense case's run spec under [dense.run]", where=where)
+            dense = RunSpec.from_dict(doc["dense"]["run"], where=f"{where} [dense.run]")
+        machine = doc.get("machine")
+        try:
+            return cls(run=run, dense=dense, machine=machine, machine_provenance=doc.get("machine_provenance"),
+                       **study)
+        except SpecError as exc:
+            raise _with_where(exc, where) from None
+
+    @classmethod
+    def from_toml(cls, text_or_path: str | Path) -> "StudySpec":
+        where = "StudySpec"
+        if isinstance(text_or_path, Path) or (isinstance(text_or_path, str) and "\n" not in text_or_path
+                                               and text_or_path.endswith(".toml")):
+            path = Path(text_or_path)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: study spec not found; give the path of an existing .toml file "
+                                        "(e.g. a report's spec.toml)")
+            text, where = path.read_text(), str(path)
+        else:
+            text = str(text_or_path)
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError("toml", None, f"not valid TOML ({exc})", "fix the syntax at the position named",
+                            where=where) from None
+        return cls.from_doc(doc, where=where)
+
+
+def _with_where(exc: SpecError, where: str) -> SpecError:
+    """The same error, its message prefixed with where the value came from."""
+    new = SpecError(exc.field, exc.value, "", "", where=where)
+    new.args = (f"{where}: {exc}",)
+    return new
+
+
+def validate_study(s: StudySpec) -> None:
+    """The one place where a study spec is checked."""
+
+    def err(name, value, allowed, fix):
+        raise SpecError(name, value, allowed, fix, where="StudySpec")
+
+    if not isinstance(s.name, str) or not s.name:
+        err("name", s.name, "must be a non-empty string", "name the study, e.g. 'default'")
+    if not isinstance(s.run, RunSpec):
+        err("run", s.run, "must be a RunSpec", "build it with workload.spec.RunSpec(...)")
+    for name in ("schemes", "dense_schemes"):
+        v = getattr(s, name)
+        if not isinstance(v, tuple) or not v:
+            err(name, v, "must be a non-empty list of schemes", f"e.g. {list(STUDY_SCHEMES)}")
+        for x in v:
+            if x not in SCHEMES:
+                err(name, x, f"unknown scheme; must be one of {', '.join(SCHEMES)}", "fix the scheme's spelling")
+    for name in ("threads", "predict_cores"):
+        v = getattr(s, name)
+        if not isinstance(v, tuple) or not v or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 1
+                                                        for t in v):
+            err(name, v, "must be a non-empty list of integers >= 1", "e.g. [1, 2]")
+    if not isinstance(s.repeats, int) or isinstance(s.repeats, bool) or s.repeats < 1:
+        err("repeats", s.repeats, "must be an integer >= 1", "use e.g. 3 (2 or more measures the spread)")
+    if not isinstance(s.epsilon, (int, float)) or isinstance(s.epsilon, bool) or not (s.epsilon > 0) \
+            or not math.isfinite(s.epsilon):
+        err("epsilon", s.epsilon, "must be a finite number > 0", "use e.g. 0.01")
+    if s.sim_engine not in ENGINES:
+        err("sim_engine", s.sim_engine, f"must be one of {', '.join(ENGINES)}", "use 'fast'")
+    if not isinstance(s.budget_s, (int, float)) or isinstance(s.budget_s, bool) or not (s.budget_s > 0) \
+            or not math.isfinite(s.budget_s):
+        err("budget_s", s.budget_s, "must be a number of seconds > 0", "use e.g. 600")
+    if s.dense is not None and not isinstance(s.dense, RunSpec):
+        err("dense", s.dense, "must be a RunSpec or None", "build it with workload.spec.RunSpec(...)")
+    if s.machine is not None and not isinstance(s.machine, Mapping):
+        err("machine", s.machine, "must be a table (hwsim.Machine.to_dict())", "write it as a [machine] table")
+    if s.machine_provenance is not None and not isinstance(s.machine_provenance, Mapping):
+        err("machine_provenance", s.machine_provenance, "must be a table", "write it as a [machine_provenance] table")
+
+
+def thread_counts(cores: int) -> tuple[int, ...]:
+    """1..cores when cores <= 8; beyond that powers of two and ``cores`` itself."""
+    if cores <= 8:
+        return tuple(range(1, cores + 1))
+    out = sorted({1 << k for k in range(int(math.log2(cores)) + 1)} | {cores})
+    return tuple(out)
+
+
+#: Rows of the RCV1-shaped workload that fit the default 10-minute budget.  What binds is
+#: not the runs but x⋆ for the theory checks (workload's SVM solution: liblinear's dual
+#: coordinate descent to tol 1e-10, single-threaded, so more cores do not help): measured
+#: on a 2-core AMD EPYC, 2 s at 20k rows, 20-35 s at 50k, and over 5 minutes at 100k.  At
+#: 50k rows the whole default study took ~150 s there, JIT compilation included.
+ROWS_PER_BUDGET = 50_000 / 600.0
+
+
+def rows_for_budget(cores: int, budget_s: float) -> int:
+    """Rows of the RCV1-shaped workload that fit ``budget_s`` (see :data:`ROWS_PER_BUDGET`).
+
+    The real runs and simulations scale linearly in the rows and fit easily; x⋆'s cost grows
+    faster than linearly and does not shrink with cores, so the row count follows the
+    budget only, capped at 50k per 10 minutes and at RCV1's 200,000 rows.  ``cores`` is
+    kept for the signature: thread counts, not rows, follow the cores.
+    """
+    rows = int(ROWS_PER_BUDGET * min(float(budget_s), 600.0)) // 1000 * 1000
+    return int(max(5_000, min(RCV1_ROWS, rows)))
+
+
+def default_study(*, cores: int | None = None, rows: int | None = None, a8a: str | Path | None = None,
+                  budget_s: float = BUDGET_S, seed: int = 0, repeats: int = 3,
+                  threads: Sequence[int] | None = None, epochs: int = 3) -> StudySpec:
+    """The embedded default study, sized for the machine in front of us.
+
+    The RCV1-shaped workload (47,236 features, ~75 nonzeros per row, Zipf-skewed feature
+    frequencies; Niu et al. 2011's RCV1 SVM), real runs at 1..cores threads for the five
+    schemes of :data:`STUDY_SCHEMES`, calibration, prediction to 64 cores, the theory
+    checks, and a8a (Δ ≈ 0.95) as the dense-conflict case when its file is present.
+    """
+    cores = environment.usable_cores() if cores is None else int(cores)
+    rows = rows_for_budget(cores, budget_s) if rows is None else int(rows)
+    run = RunSpec(problem="svm", problem_params={"lam": 1e-4, "reg": "hogwild"},
+                  data=DataSpec(source="synthetic-classification",
+                                params={"n_rows": rows, "n_features": RCV1_FEATURES, "nnz_mean": RCV1_NNZ_MEAN,
+                                        "seed": seed}),
+                  scheme="hogwild", threads=1, epochs=epochs, step=0.5, schedule="backoff", beta=0.9,
+                  order="epoch-shuffle", dtype="float64", write_mode="rmw", seed=seed)
+    a8a_path = Path(a8a) if a8a is not None else DEFAULT_A8A
+    # a8a: logistic regression, whose x* L-BFGS finds in seconds (liblinear's SVM dual does not
+    # converge on a8a within minutes); rows hold 14 ones, so a smaller step than RCV1's.
+    dense = RunSpec(problem="logistic", problem_params={"lam": 1e-4, "reg": "hogwild"},
+                    data=DataSpec(source="svmlight", path=str(a8a_path.resolve()), params={"n_features": 123}),
+                    scheme="hogwild", threads=1, epochs=epochs, step=0.05, schedule="backoff", beta=0.9,
+                    order="epoch-shuffle", dtype="float64", write_mode="rmw", seed=seed)
+    return StudySpec(name="default", run=run, threads=tuple(threads) if threads else thread_counts(cores),
+                     repeats=repeats, dense=dense, budget_s=float(budget_s))
+
+
+# ----------------------------------------------------------------------------------------
+# Hashes
+# ----------------------------------------------------------------------------------------
+def table_sha256(df: pd.DataFrame) -> str:
+    """SHA-256 of a table's content: column names, dtypes and values in row order.
+
+    Independent of the file format and its metadata, so equal content hashes equal.
+    """
+    h = hashlib.sha256()
+    h.update(f"{df.shape}".encode())
+    for col in df.columns:
+        s = df[col]
+        h.update(f"\x00{col}\x00{s.dtype}\x00".encode())
+        values = s.to_numpy()
+        if values.dtype.kind in "biufcmM":
+            h.update(np.ascontiguousarray(values).tobytes())
+        else:
+            h.update("\x1f".join("<NA>" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v)
+                                 for v in values).encode())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------
+# Running a study
+# ----------------------------------------------------------------------------------------
+@dataclass
+class SectionResult:
+    name: str
+    title: str
+    status: str = "not run"
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Section:
+    name: str
+    title: str
+    fn: Callable[["Study"], None]
+    units: Callable[[StudySpec], int] = lambda spec: 1
+
+
+class Study:
+    """A running study: the spec, the output folder, tables written so far, the clock."""
+
+    def __init__(self, spec: StudySpec, out: str | Path, *, progress: bool | None = None,
+                 command: str | None = None, rerun_of: str | None = None, clock=time.monotonic):
+        self.spec = spec
+        self.out = Path(out)
+        self.clock = clock
+        self.t0 = clock()
+        self.deadline = self.t0 + float(spec.budget_s)
+        self.tables: dict[str, pd.DataFrame] = {}
+        self.table_meta: dict[str, dict] = {}
+        self.models: dict[str, str] = {}
+        self.data_hashes: dict[str, str] = {}
+        self.data_files: list[str] = []
+        self.state: dict[str, Any] = {}
+        self.sections: list[SectionResult] = []
+        self.command = command or default_command()
+        self.rerun_of = rerun_of
+        self.started_utc = _utcnow()
+        self.progress = progress
+        self.bar = None
+
+    # --- time ---------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.clock() - self.t0
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def check_budget(self, what: str, need_s: float = 0.0) -> None:
+        if self.remaining() < need_s:
+            raise BudgetExhausted(f"time budget of {self.spec.budget_s:.0f} s exhausted before {what} "
+                                  f"({self.elapsed():.0f} s elapsed); raise [study] budget_s or lower the rows")
+
+    # --- tables -------------------------------------------------------------------------
+    def put(self, name: str, df: pd.DataFrame, *, kind: str, section: str, complete: bool = True,
+            note: str = "") -> None:
+        """Write ``data/<name>.parquet`` atomically and record it in the manifest."""
+        if kind not in ("simulated", "computed", "measured"):
+            raise ValueError(f"table kind {kind!r}: use simulated, computed or measured")
+        df = df.reset_index(drop=True)
+        path = write_table(df, self.out / "data" / f"{name}.parquet")
+        self.tables[name] = df
+        self.table_meta[name] = {"file": str(path.relative_to(self.out)), "kind": kind, "section": section,
+                                 "rows": int(len(df)), "sha256": table_sha256(df), "complete": bool(complete),
+                                 "note": note}
+
+    def get(self, name: str) -> pd.DataFrame:
+        if name not in self.tables:
+            owner = {"sparsity": "workload", "real_runs": "real", "real_history": "real", "real_tau": "real",
+                     "calibration": "calibrate", "prediction": "predict", "sim_history": "predict",
+                     "sim_tau": "predict"}.get(name, "dense" if name.startswith("dense_") else "an earlier section")
+            status = next((s for s in self.sections if s.name == owner), None)
+            why = f"{status.status}: {status.reason}" if status and status.reason else (status.status if status else "")
+            raise Unavailable(f"needs table {name!r} from section {owner!r}" + (f" ({why})" if why else ""))
+        return self.tables[name]
+
+    def tick(self, n: int = 1, note: str | None = None) -> None:
+        if self.bar is not None:
+            if note:
+                self.bar.set_postfix_str(note, refresh=False)
+            self.bar.update(n)
+
+    # --- manifest -----------------------------------------------------------------------
+    def manifest(self, state: str) -> dict:
+        return {
+            "wildcheck_report": MANIFEST_VERSION,
+            "study": self.spec.name,
+            "state": state,
+            "command": self.command,
+            "regenerate": f"wildcheck rerun {self.out}",
+            "rerun_of": self.rerun_of,
+            "started_utc": self.started_utc,
+            "updated_utc": _utcnow(),
+            "wall_seconds": round(self.elapsed(), 3),
+            "budget_s": self.spec.budget_s,
+            "sections": [dataclasses.asdict(s) for s in self.sections],
+            "tables": self.table_meta,
+            "models": self.models,
+            "data_sha256": self.data_hashes,
+        }
+
+    def write_manifest(self, state: str) -> None:
+        atomic_write_bytes(self.out / "manifest.json", (json.dumps(self.manifest(state), indent=1) + "\n").encode())
+
+
+def default_command(argv: Sequence[str] | None = None) -> str:
+    import shlex
+
+    argv = list(sys.argv if argv is None else argv)
+    prog = Path(argv[0]).name if argv else "wildcheck"
+    if prog in ("__main__.py", "cli.py", "pytest", "-c") or not prog:
+        prog = "wildcheck"
+    return " ".join([prog] + [shlex.quote(a) for a in argv[1:]])
+
+
+def _utcnow() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _toml_safe(v):
+    """Drop None values (TOML has no null) and make tuples lists, recursively."""
+    if isinstance(v, Mapping):
+        return {str(k): _toml_safe(x) for k, x in v.items() if x is not None}
+    if isinstance(v, (list, tuple)):
+        return [_toml_safe(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# ----------------------------------------------------------------------------------------
+# Sections
+# ----------------------------------------------------------------------------------------
+WORKLOAD = "rcv1-shaped"
+DENSE = "a8a"
+
+
+def _problem(study: Study, key: str, spec: RunSpec):
+    """Build (once) the problem a spec names; record the data's hash."""
+    cache = study.state.setdefault("problems", {})
+    if key not in cache:
+        need("workload.data", "load_data")
+        from workload.build import build_problem
+
+        if spec.data.path:
+            p = Path(spec.data.path)
+            if not p.is_file():
+                raise Unavailable(f"data file {p} not found (pass --a8a PATH, or put a8a.gz in ../shared/data)")
+            study.data_files.append(str(p))
+            study.data_hashes[f"{key}:{p.name}"] = environment.sha256_file(p)
+        problem = build_problem(spec)
+        t = problem.terms
+        study.data_hashes[f"{key}:terms"] = environment.sha256_arrays(t.indptr, t.indices, t.values, t.y)
+        cache[key] = problem
+    return cache[key]
+
+
+def sparsity_row(workload: str, terms, *, seed: int = 0) -> dict:
+    """n, N, nnz and Ω, ρ, Δ, Δ̄_C of ``terms`` (:func:`workload.stats.sparsity_stats`:
+    exact where affordable, else its seeded estimator with bounds / an interval)."""
+    stats = need("workload.stats", "sparsity_stats")
+    s = stats(terms, seed=seed)
+    return {"workload": workload, "N": int(terms.N), "n": int(terms.n), "nnz": int(terms.nnz),
+            "nnz_mean": terms.nnz / max(1, terms.N), "Omega": int(s.omega), "rho": float(s.rho),
+            "rho_low": float(s.rho_low), "rho_high": float(s.rho_high), "Delta": float(s.delta),
+            "Delta_C": float(s.conflict_degree), "Delta_C_low": float(s.conflict_degree_low),
+            "Delta_C_high": float(s.conflict_degree_high), "exact": bool(s.rho_exact and s.conflict_degree_exact),
+            "method": str(s.method)}
+
+
+def section_workload(study: Study) -> None:
+    spec = study.spec
+    problem = _problem(study, WORKLOAD, spec.run)
+    study.tick(note="sparsity")
+    rows = [sparsity_row(WORKLOAD, problem.terms, seed=spec.run.seed)]
+    if spec.dense is not None:
+        try:
+            dense = _problem(study, DENSE, spec.dense)
+            rows.append(sparsity_row(DENSE, dense.terms, seed=spec.dense.seed))
+        except Unavailable as exc:
+            study.state["dense_unavailable"] = str(exc)
+    study.put("sparsity", pd.DataFrame(rows), kind="computed", section="workload")
+
+
+def _real_configs(schemes, threads) -> list[tuple[str, int]]:
+    return [(s, t) for s in schemes for t in threads if not (s == "serial" and t != 1)]
+
+
+def _tau_hist(samples: pd.DataFrame | None) -> pd.DataFrame:
+    """τ value -> count for a sample trace (empty when the trace has no counters)."""
+    if samples is None or len(samples) == 0 or (samples["finished_at_start"] < 0).all():
+        return pd.DataFrame({"tau": pd.Series([], dtype="int64"), "count": pd.Series([], dtype="int64")})
+    vals, counts = np.unique(tau_overlap(samples), return_counts=True)
+    return pd.DataFrame({"tau": vals.astype(np.int64), "count": counts.astype(np.int64)})
+
+
+def _label(df: pd.DataFrame, **cols) -> pd.DataFrame:
+    df = df.copy()
+    for i, (k, v) in enumerate(cols.items()):
+        df.insert(i, k, v)
+    return df
+
+
+def _real_runs(study: Study, workload: str, base: RunSpec, schemes, section: str, prefix: str) -> None:
+    """Every (scheme, threads) ``repeats`` times, repeat-major so a budget cut keeps one of
+    each; then, for ``hogwild`` at more than one thread, one extra run through realrun's
+    lost-update probe (``options.count_lost``: slower, so not used for throughput)."""
+    realrun = need("realrun", "run")
+    spec = study.spec
+    problem = _problem(study, workload, base)
+    configs = _real_configs(schemes, spec.threads)
+    rows, hist, taus, lost = [], [], [], []
+    keep = study.state.setdefault("real_results", {})
+    complete = False
+    try:
+        for rep in range(spec.repeats):
+            for scheme, threads in configs:
+                study.check_budget(f"{workload} {scheme} x{threads} repeat {rep}")
+                res = realrun(base.replace(scheme=scheme, threads=threads), problem=problem)
+                n = int(sum(res.history["samples"].diff().dropna())) if len(res.history) > 1 else 0
+                rows.append({"workload": workload, "scheme": scheme, "threads": threads, "repeat": rep,
+                             "samples_per_s": float(res.samples_per_s), "seconds": float(np.sum(res.epoch_seconds)),
+                             "samples": n, "jit_seconds": float(res.jit_seconds),
+                             "lost_updates": math.nan if res.lost_updates is None else float(res.lost_updates),
+                             "lost_per_sample": math.nan if res.lost_updates is None else
+                             float(res.lost_updates) / max(n, 1),
+                             "final_objective": float(res.history["objective"].iloc[-1]),
+                             "cores": ",".join(str(c) for c in res.cores), "interrupted": bool(res.interrupted),
+                             "model_sha256": environment.sha256_arrays(np.asarray(res.x))})
+                hist.append(_label(res.history, workload=workload, scheme=scheme, threads=threads, repeat=rep))
+                if rep == 0:
+                    taus.append(_label(_tau_hist(res.samples), workload=workload, scheme=scheme, threads=threads))
+                    keep[(workload, scheme, threads)] = res
+                study.tick(note=f"{workload} {scheme} x{threads} #{rep}")
+                if res.interrupted:
+                    raise KeyboardInterrupt
+        for scheme, threads in configs:
+            if scheme != "hogwild" or threads < 2:
+                continue
+            study.check_budget(f"{workload} lost-update probe x{threads}")
+            res = realrun(base.replace(scheme=scheme, threads=threads,
+                                       options={**dict(base.options), "count_lost": True}),
+                          problem=problem, instrument=False)
+            n = int(res.history["samples"].iloc[-1])
+            lost.append({"workload": workload, "scheme": scheme, "threads": threads, "samples": n,
+                         "lost_updates": float(res.lost_updates if res.lost_updates is not None else math.nan)})
+        complete = True
+    finally:
+        if rows:
+            runs = pd.DataFrame(rows)
+            for r in lost:  # the probe's rate stands for every repeat of that config
+                sel = (runs["workload"] == r["workload"]) & (runs["scheme"] == r["scheme"]) & \
+                      (runs["threads"] == r["threads"])
+                runs.loc[sel, "lost_per_sample"] = r["lost_updates"] / max(r["samples"], 1)
+            study.put(f"{prefix}runs", runs, kind="measured", section=section, complete=complete)
+            study.put(f"{prefix}history", pd.concat(hist, ignore_index=True), kind="measured", section=section,
+                      complete=complete)
+            study.put(f"{prefix}tau", pd.concat(taus, ignore_index=True), kind="measured", section=section,
+                      complete=complete)
+        if lost:
+            study.put(f"{prefix}lost", pd.DataFrame(lost), kind="measured", section=section, complete=complete)
+
+
+def section_real(study: Study) -> None:
+    _real_runs(study, WORKLOAD, study.spec.run, study.spec.schemes, "real", "real_")
+
+
+def section_calibrate(study: Study) -> None:
+    """Fit the simulated machine to the 1-thread hogwild run (+ ping-pong), or pin one."""
+    spec = study.spec
+    cal_mod = need("analysis.calibrate", "calibrate")
+    Machine = need("hwsim", "Machine")
+    from analysis.calibrate import Calibration
+
+    if spec.machine is not None:
+        cal = Calibration(machine=Machine.from_dict(dict(spec.machine)), table=pd.DataFrame(),
+                          provenance=dict(spec.machine_provenance or {}))
+        study.state["calibration"] = cal
+        study.state["machine_source"] = "pinned by the study spec ([machine]), as calibrated by the original report"
+        _write_machine(study, cal)
+        return
+    res = study.state.get("real_results", {}).get((WORKLOAD, "hogwild", 1))
+    if res is None:
+        raise Unavailable("needs the 1-thread hogwild real run (section 'real' did not produce it)")
+    problem = _problem(study, WORKLOAD, spec.run)
+    pingpong, how = None, "coherence cost from realrun.pingpong"
+    try:
+        pingpong = need("realrun", "pingpong")()
+    except Unavailable as exc:
+        how = f"coherence cost off: {exc}"
+        study.state.setdefault("partial", {})["calibrate"] = how
+    cal = cal_mod(res, problem=problem, pingpong=pingpong)
+    study.state["calibration"] = cal
+    study.state["machine_source"] = f"calibrated on the 1-thread hogwild run; {how}"
+    _write_machine(study, cal)
+    if cal.table is not None and len(cal.table):
+        study.put("calibration", pd.DataFrame(cal.table), kind="measured", section="calibrate")
+
+
+def _write_machine(study: Study, cal) -> None:
+    atomic_write_bytes(study.out / "machine.toml", cal.to_toml().encode())
+
+
+def _calibration(study: Study):
+    if "calibration" not in study.state:
+        raise Unavailable("needs a calibrated machine (section 'calibrate' did not produce one)")
+    return study.state["calibration"]
+
+
+def _predict(study: Study, workload: str, base: RunSpec, schemes, section: str, prefix: str) -> None:
+    """Simulate every scheme with the calibrated machine: full runs at the measured thread
+    counts (for the convergence and τ comparisons), then the other core counts of
+    ``predict_cores`` (``analysis.predict``'s reduced runs where large)."""
+    predict_detail = need("analysis.predict", "predict_detail")
+    need("hwsim", "simulate")
+    cal = _calibration(study)
+    problem = _problem(study, workload, base)
+    measured = sorted(set(study.spec.threads))
+    summary, hist, taus = [], [], []
+    complete = False
+    try:
+        for scheme in schemes:
+            if scheme == "serial":
+                parts = [((1,), None)]
+            else:
+                more = sorted(set(study.spec.predict_cores) - set(measured)) if prefix == "" else []
+                parts = [(tuple(measured), None)] + ([(tuple(more), "default")] if more else [])
+            for cores, limit in parts:
+                study.check_budget(f"simulating {workload} {scheme} at {list(cores)} cores")
+                kw = {} if limit == "default" else {"max_samples": None}
+                try:
+                    d = predict_detail(base.replace(scheme=scheme, threads=1), cal, cores=cores, problem=problem,
+                                       engine=study.spec.sim_engine, **kw)
+                except NotImplementedError as exc:
+                    part = study.state.setdefault("partial", {})
+                    part[section] = (part[section] + "; " if part.get(section) else "") + \
+                        f"hwsim cannot simulate {scheme}: {exc}"
+                    break
+                summary.append(_label(d.summary, workload=workload, scheme=scheme))
+                if len(d.history):
+                    hist.append(_label(d.history, workload=workload, scheme=scheme))
+                if len(d.tau):
+                    taus.append(_label(d.tau, workload=workload, scheme=scheme))
+                study.tick(len(cores), note=f"sim {workload} {scheme} x{','.join(map(str, cores))}")
+        complete = True
+    finally:
+        if summary:
+            sm = pd.concat(summary, ignore_index=True)
+            # speedup over each scheme's own 1-core point (the calls above each had their own base)
+            base_sps = sm[sm["threads"] == 1].set_index(["workload", "scheme"])["samples_per_s"]
+            keys = list(zip(sm["workload"], sm["scheme"]))
+            sm["speedup"] = [sps / base_sps.get(k, math.nan) for sps, k in zip(sm["samples_per_s"], keys)]
+            sm["speedup_base_threads"] = 1
+            study.put(f"{prefix}prediction", sm, kind="simulated", section=section, complete=complete)
+        if hist:
+            study.put(f"{prefix}sim_history", pd.concat(hist, ignore_index=True), kind="simulated", section=section,
+                      complete=complete)
+        if taus:
+            study.put(f"{prefix}sim_tau", pd.concat(taus, ignore_index=True), kind="simulated", section=section,
+                      complete=complete)
+
+
+def section_predict(study: Study) -> None:
+    _predict(study, WORKLOAD, study.spec.run, study.spec.schemes, "predict", "")
+
+
+def _compare(study: Study, prefix: str, section: str) -> None:
+    fn = need("analysis.compare", "compare")
+    real = "dense_real_" if prefix else "real_"
+    df = fn(study.get(f"{real}runs"), study.get(f"{prefix}prediction"),
+            measured_history=study.tables.get(f"{real}history"),
+            predicted_history=study.tables.get(f"{prefix}sim_history"),
+            measured_tau=study.tables.get(f"{real}tau"), predicted_tau=study.tables.get(f"{prefix}sim_tau"))
+    study.put(f"{prefix}comparison", pd.DataFrame(df), kind="measured", section=section)
+
+
+def section_compare(study: Study) -> None:
+    _compare(study, "", "compare")
+
+
+NOISE_ROWS = 5_000  # rows of the subset on which the coordinate-level noise terms are simulated
+
+
+def section_noise(study: Study) -> None:
+    """Measured perturbed-iterate noise terms: hogwild at the largest thread count on the
+    calibrated machine with the coordinate trace, one epoch over NOISE_ROWS rows (a seeded
+    subset; per-sample quantities keep the full problem's supports), with atomic writes --
+    the model of Mania et al.'s analysis, in which x̂_k − x_k is exactly a sum over
+    overlapping samples (lost updates, which break that, are measured separately) -- and in
+    hwsim's exact fixed-point mode, so a sample nothing overlapped has x̂_k − x_k = 0 exactly
+    rather than a float rounding residue that a zero bound would call a violation."""
+    fn = need("hwsim.checks", "noise")
+    simulate = need("hwsim", "simulate")
+    subsample = need("analysis.predict", "subsample_problem")
+    cal = _calibration(study)
+    problem = _problem(study, WORKLOAD, study.spec.run)
+    sub = problem if problem.N <= NOISE_ROWS else subsample(problem, NOISE_ROWS, study.spec.run.seed)
+    t = max(study.spec.threads)
+    spec = study.spec.run.replace(scheme="hogwild", threads=t, epochs=1, write_mode="atomic", dtype="fixed")
+    res = simulate(spec, dataclasses.replace(cal.machine, cores=t), problem=sub, engine=study.spec.sim_engine,
+                   coord_trace=True)
+    raw = pd.DataFrame(fn(res, problem=sub))
+    # hwsim.checks.noise gives dist2 = ‖x̂_k − x_k‖² and inner = ⟨x_k − x̂_k, g_k⟩; the theory's
+    # noise table wants noise_inner = ⟨x̂_k − x_k, g_k⟩ (Mania et al.'s R1), the opposite sign.
+    table = pd.DataFrame({"sample": raw["sample"].to_numpy(), "noise_sq": raw["dist2"].to_numpy(),
+                          "noise_inner": -raw["inner"].to_numpy()})
+    tau = tau_overlap(res.samples.set_index("sample").loc[table["sample"]].reset_index())
+    table["tau"] = tau.astype(np.int64)
+    table["step"] = res.samples.set_index("sample").loc[table["sample"], "step"].to_numpy()
+    study.state.setdefault("noise", {})[WORKLOAD] = {"table": table, "samples": res.samples,
+                                                      "lost_updates": int(res.lost_updates)}
+    study.put("noise", _label(table, workload=WORKLOAD, threads=t, rows=sub.N), kind="simulated", section="noise")
+    study.tick(note="noise terms")
+
+
+def _trace_for_theory(study: Study, workload: str, schemes) -> tuple:
+    """(samples, history, lost_updates, source) of the most parallel hogwild-like run:
+    measured (realrun's τ counters: what the hardware did), or nothing."""
+    tmax = max(study.spec.threads)
+    for scheme in [s for s in ("hogwild", "hogwild-atomic") if s in schemes]:
+        res = study.state.get("real_results", {}).get((workload, scheme, tmax))
+        if res is not None and res.samples is not None and len(res.samples):
+            return res.samples, res.history, int(res.lost_updates or 0), f"measured {scheme} x{tmax}"
+    return None, None, 0, "no trace (τ unknown)"
+
+
+def _theory_table(study: Study, workload: str, base: RunSpec, schemes) -> tuple[pd.DataFrame, str]:
+    theory = need("analysis.theory", "check_all")
+    inputs_fn = need("analysis.theory", "theory_inputs")
+    problem = _problem(study, workload, base)
+    sp = study.get("sparsity")
+    row = sp[sp["workload"] == workload]
+    if len(row) == 0:
+        raise Unavailable(f"no sparsity statistics for {workload}")
+    stats = {k: float(row.iloc[0][k]) for k in ("Omega", "rho", "Delta", "Delta_C")}
+    samples, history, lost, source = _trace_for_theory(study, workload, schemes)
+    study.check_budget(f"theory checks on {workload} (needs x⋆)")
+    inputs = inputs_fn(problem, samples=samples, stats=stats, seed=base.seed)
+    noise = study.state.get("noise", {}).get(workload)
+    df = theory(inputs, epsilon=study.spec.epsilon, history=history, step=float(base.step),
+                noise=None if noise is None else noise["table"],
+                samples=None if noise is None else noise["samples"],
+                lost_updates=lost if noise is None else noise["lost_updates"])
+    df = _label(pd.DataFrame(df), workload=workload)
+    df["tau_source"] = source
+    return df, ("measured" if source.startswith("measured") else "computed")
+
+
+def section_theory(study: Study) -> None:
+    df, kind = _theory_table(study, WORKLOAD, study.spec.run, study.spec.schemes)
+    study.put("theory", df, kind=kind, section="theory")
+    study.tick(note="theory")
+
+
+def section_dense(study: Study) -> None:
+    """a8a: real runs, simulation at the measured thread counts, comparison, theory."""
+    spec = study.spec
+    if spec.dense is None:
+        raise Unavailable("the study spec has no [dense.run] (dense-conflict case not requested)")
+    if "dense_unavailable" in study.state:
+        raise Unavailable(study.state["dense_unavailable"])
+    _problem(study, DENSE, spec.dense)
+    notes = []
+    steps = (("real runs", lambda: _real_runs(study, DENSE, spec.dense, spec.dense_schemes, "dense", "dense_real_")),
+             ("simulation", lambda: _predict(study, DENSE, spec.dense, spec.dense_schemes, "dense", "dense_")),
+             ("comparison", lambda: _compare(study, "dense_", "dense")),
+             ("theory checks", lambda: _dense_theory(study)))
+    for what, fn in steps:
+        try:
+            fn()
+        except Unavailable as exc:
+            notes.append(f"{what} not available: {exc}")
+    if notes:
+        part = study.state.setdefault("partial", {})
+        part["dense"] = "; ".join(([part["dense"]] if part.get("dense") else []) + notes)
+
+
+def _dense_theory(study: Study) -> None:
+    df, kind = _theory_table(study, DENSE, study.spec.dense, study.spec.dense_schemes)
+    study.put("dense_theory", df, kind=kind, section="dense")
+
+
+def _n_sim(schemes, threads, cores) -> int:
+    return sum(1 if s == "serial" else len(set(threads) | set(cores)) for s in schemes)
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("workload", "Workload and sparsity statistics", section_workload),
+    Section("real", "Real runs (measured)", section_real,
+            lambda s: len(_real_configs(s.schemes, s.threads)) * s.repeats),
+    Section("calibrate", "Calibration of the simulated machine", section_calibrate),
+    Section("predict", "Simulation and prediction to 64 cores", section_predict,
+            lambda s: _n_sim(s.schemes, s.threads, s.predict_cores)),
+    Section("compare", "Measured vs predicted", section_compare),
+    Section("noise", "Noise terms of the perturbed iterate (hwsim)", section_noise),
+    Section("theory", "Theory checks", section_theory),
+    Section("dense", "Dense-conflict case (a8a)", section_dense,
+            lambda s: 0 if s.dense is None else len(_real_configs(s.dense_schemes, s.threads)) * s.repeats
+            + _n_sim(s.dense_schemes, s.threads, ())),
+)
+
+
+@dataclass
+class StudyOutcome:
+    out: Path
+    state: str  # complete | incomplete | interrupted
+    sections: list[SectionResult]
+    wall_seconds: float
+
+    @property
+    def failed(self) -> list[SectionResult]:
+        return [s for s in self.sections if s.status == "failed"]
+
+
+def run_study(spec: StudySpec, out: str | Path, *, progress: bool | None = None, command: str | None = None,
+              rerun_of: str | None = None, sections: Sequence[Section] = SECTIONS, render: bool = True,
+              with_numba_sysinfo: bool = True) -> StudyOutcome:
+    """Run every section, writing tables, ``spec.toml``, ``environment.json``,
+    ``manifest.json`` and (``render``) ``index.html`` / ``report.md`` into ``out``.
+
+    Ctrl-C ends the current section as ``interrupted``; the report is still rendered from
+    what finished and :class:`KeyboardInterrupt` is re-raised afterwards.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    study = Study(spec, out, progress=progress, command=command, rerun_of=rerun_of)
+    atomic_write_bytes(out / "spec.toml", spec.to_toml().encode())
+    study.sections = [SectionResult(s.name, s.title) for s in sections]
+    _write_environment(study, with_numba_sysinfo)
+    study.write_manifest("running")
+    interrupted = False
+    try:
+        from tqdm.auto import tqdm
+
+        total = sum(s.units(spec) for s in sections)
+        study.bar = tqdm(total=total, desc=f"wildcheck {spec.name}", unit="step", file=sys.stderr,
+                         disable=(None if progress is None else not progress), dynamic_ncols=True, leave=False)
+    except ImportError:  # tqdm is a dependency; progress is a convenience only
+        study.bar = None
+    try:
+        for sec, res in zip(sections, study.sections):
+            if interrupted:
+                res.status, res.reason = "not run", "study interrupted (Ctrl-C) before this section"
+                continue
+            t = time.monotonic()
+            try:
+                if study.remaining() <= 0:
+                    raise BudgetExhausted(f"time budget of {spec.budget_s:.0f} s exhausted before this section")
+                log.info("section %s", sec.name)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    try:
+                        sec.fn(study)
+                    finally:
+                        _note_warnings(study, sec.name, caught)
+                res.status = "done"
+                res.reason = study.state.get("partial", {}).get(sec.name, "")
+            except Unavailable as exc:
+                res.status, res.reason = "not available", str(exc)
+            except BudgetExhausted as exc:
+                res.status, res.reason = "skipped", str(exc)
+            except KeyboardInterrupt:
+                res.status, res.reason = "interrupted", "Ctrl-C during this section; its finished runs are kept"
+                interrupted = True
+            except Exception as exc:  # a failing section must not lose the others' results
+                tb = traceback.format_exc()
+                atomic_write_bytes(out / "errors" / f"{sec.name}.txt", tb.encode())
+                res.status = "failed"
+                res.reason = f"{type(exc).__name__}: {exc} (traceback in errors/{sec.name}.txt)"
+                log.error("section %s failed: %s", sec.name, res.reason)
+            res.seconds = round(time.monotonic() - t, 3)
+            if res.status != "done" and study.state.get("partial", {}).get(sec.name):
+                res.reason = f"{res.reason}; {study.state['partial'][sec.name]}"
+            study.write_manifest("running")
+    finally:
+        if study.bar is not None:
+            study.bar.close()
+        state = "interrupted" if interrupted else (
+            "complete" if all(s.status == "done" for s in study.sections) else "incomplete")
+        _write_environment(study, with_numba_sysinfo)
+        study.write_manifest(state)
+        if render:
+            from .report import render_report
+
+            render_report(out)
+    outcome = StudyOutcome(out, state, study.sections, study.elapsed())
+    if interrupted:
+        raise StudyInterrupted(outcome)
+    return outcome
+
+
+def _note_warnings(study: Study, section: str, caught) -> None:
+    """Record a section's warnings (each distinct message once) next to its status."""
+    msgs = list(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0][:160]}" for w in caught))
+    if not msgs:
+        return
+    for m in msgs:
+        log.warning("section %s: %s", section, m)
+    part = study.state.setdefault("partial", {})
+    text = "warnings: " + " | ".join(msgs[:3]) + (f" (+{len(msgs) - 3} more)" if len(msgs) > 3 else "")
+    part[section] = f"{part[section]}; {text}" if part.get(section) else text
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended a study; ``outcome`` says what was kept."""
+
+    def __init__(self, outcome: StudyOutcome):
+        super().__init__("study interrupted")
+        self.outcome = outcome
+
+
+def _write_environment(study: Study, with_numba: bool) -> None:
+    files = list(dict.fromkeys(study.data_files))
+    if study.spec.dense is not None and study.spec.dense.data.path:
+        files.append(study.spec.dense.data.path)
+    cached = study.state.get("numba_sysinfo")
+    env = environment.collect(seeds=study.spec.seeds(), data_files=list(dict.fromkeys(files)),
+                              data_hashes=study.data_hashes, with_numba=with_numba and cached is None)
+    if cached is not None:
+        env["numba_sysinfo"] = cached
+    else:
+        study.state["numba_sysinfo"] = env["numba_sysinfo"]
+    env["machine_source"] = study.state.get("machine_source")
+    atomic_write_bytes(study.out / "environment.json", (json.dumps(env, indent=1, default=str) + "\n").encode())
+
+
+# ----------------------------------------------------------------------------------------
+# Reading a report folder back, and comparing a rerun with its original
+# ----------------------------------------------------------------------------------------
+def load_manifest(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such report folder; give a folder written by `wildcheck report`")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a wildcheck report (no manifest.json); "
+                                "give a folder written by `wildcheck report`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: manifest is not valid JSON ({exc}); the report folder is damaged") from None
+
+
+def load_tables(folder: str | Path, manifest: Mapping | None = None) -> dict[str, pd.DataFrame]:
+    folder = Path(folder)
+    manifest = load_manifest(folder) if manifest is None else manifest
+    out = {}
+    for name, meta in manifest.get("tables", {}).items():
+        p = folder / meta["file"]
+        if p.is_file():
+            out[name] = pd.read_parquet(p)
+    return out
+
+
+def rerun_spec(folder: str | Path) -> StudySpec:
+    """The original study spec with its simulated machine pinned (``machine.toml``)."""
+    folder = Path(folder)
+    spec = StudySpec.from_toml(folder / "spec.toml")
+    mpath = folder / "machine.toml"
+    if spec.machine is None and mpath.is_file():
+        doc = tomllib.loads(mpath.read_text())
+        spec = spec.replace(machine=doc["machine"], machine_provenance=doc.get("provenance", {}))
+    if spec.dense is not None and spec.dense.data.path and not Path(spec.dense.data.path).is_file():
+        # the report came from another checkout: use this one's copy if it is the same file
+        try:
+            recorded = json.loads((folder / "environment.json").read_text()).get("data_sha256", {})
+        except (OSError, json.JSONDecodeError):
+            recorded = {}
+        want = recorded.get(f"{DENSE}:{Path(spec.dense.data.path).name}")
+        if want and DEFAULT_A8A.is_file() and environment.sha256_file(DEFAULT_A8A) == want:
+            data = spec.dense.data
+            spec = spec.replace(dense=spec.dense.replace(
+                data=DataSpec(source=data.source, path=str(DEFAULT_A8A.resolve()), params=dict(data.params))))
+    return spec
+
+
+MEASURED_KEYS = {
+    "real_runs": (("workload", "scheme", "threads"), ("samples_per_s", "final_objective")),
+    "dense_real_runs": (("workload", "scheme", "threads"), ("samples_per_s", "final_objective")),
+}
+
+
+def compare_reports(original: str | Path, rerun: str | Path) -> pd.DataFrame:
+    """One row per figure: simulated/computed tables and models (bit for bit), measured
+    figures (within the original's run-to-run spread).
+
+    Columns: figure, kind, original, rerun, tolerance, verdict (``identical`` / ``differs``
+    / ``within spread`` / ``outside spread`` / ``no spread measured`` / ``missing``).
+    """
+    mo, mr = load_manifest(original), load_manifest(rerun)
+    rows = []
+    for name, meta in sorted(mo.get("tables", {}).items()):
+        new = mr.get("tables", {}).get(name)
+        if meta["kind"] in ("simulated", "computed"):
+            if new is None:
+                rows.append({"figure": name, "kind": meta["kind"], "original": meta["sha256"][:16], "rerun": "",
+                             "tolerance": "bit for bit", "verdict": "missing"})
+            else:
+                same = new["sha256"] == meta["sha256"]
+                rows.append({"figure": name, "kind": meta["kind"], "original": meta["sha256"][:16],
+                             "rerun": new["sha256"][:16], "tolerance": "bit for bit",
+                             "verdict": "identical" if same else "differs"})
+    for key, sha in sorted(mo.get("models", {}).items()):
+        new = mr.get("models", {}).get(key)
+        rows.append({"figure": f"model {key}", "kind": "simulated", "original": sha[:16],
+                     "rerun": (new or "")[:16], "tolerance": "bit for bit",
+                     "verdict": "missing" if new is None else ("identical" if new == sha else "differs")})
+    to, tr = load_tables(original, mo), load_tables(rerun, mr)
+    for name, (keys, _) in MEASURED_KEYS.items():
+        # runs whose every original repeat left the same model (serial, round-robin, ...) must again
+        a, b = to.get(name), tr.get(name)
+        if a is None or "model_sha256" not in a.columns:
+            continue
+        for key, grp in a.groupby(list(keys), sort=True):
+            shas = set(grp["model_sha256"])
+            if len(shas) != 1 or len(grp) < 2:
+                continue
+            sha = shas.pop()
+            sel = b
+            if sel is not None:
+                for k, v in zip(keys, key):
+                    sel = sel[sel[k] == v]
+            new = set() if sel is None else set(sel["model_sha256"])
+            rows.append({"figure": f"{name} {'/'.join(str(k) for k in key)} model", "kind": "measured",
+                         "original": sha[:16], "rerun": ",".join(x[:16] for x in sorted(new)),
+                         "tolerance": f"bit for bit (all {len(grp)} original repeats identical)",
+                         "verdict": "missing" if not new else ("identical" if new == {sha} else "differs")})
+    for name, (keys, metrics) in MEASURED_KEYS.items():
+        if name not in to:
+            continue
+        a = to[name]
+        b = tr.get(name)
+        for key, grp in a.groupby(list(keys), sort=True):
+            label = "/".join(str(k) for k in key)
+            for metric in metrics:
+                vals = grp[metric].to_numpy(dtype=float)
+                med, spread = float(np.median(vals)), float(vals.max() - vals.min())
+                tol = SPREAD_FACTOR * spread
+                row = {"figure": f"{name} {label} {metric}", "kind": "measured", "original": f"{med:.6g}",
+                       "tolerance": f"±{tol:.3g} ({len(vals)} repeats: max-min)"}
+                sel = None if b is None else b
+                if sel is not None:
+                    for k, v in zip(keys, key):
+                        sel = sel[sel[k] == v]
+                if sel is None or len(sel) == 0:
+                    row.update(rerun="", verdict="missing")
+                else:
+                    new = float(np.median(sel[metric].to_numpy(dtype=float)))
+                    row["rerun"] = f"{new:.6g}"
+                    if len(vals) < 2:
+                        row["verdict"] = "no spread measured"
+                    else:
+                        row["verdict"] = "within spread" if abs(new - med) <= tol else "outside spread"
+                rows.append(row)
+    return pd.DataFrame(rows, columns=["figure", "kind", "original", "rerun", "tolerance", "verdict"])

@@ -1,0 +1,341 @@
+"""The reproducibility report: a tiny study end to end, its rerun, interruption and failure
+handling, the environment record, and index.html rendered in headless Chromium."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import environment
+from analysis.report import CSP
+from analysis.study import (SECTIONS, STATUSES, Section, StudyInterrupted, StudySpec, Unavailable, compare_reports,
+                            default_study, load_manifest, rerun_spec, run_study, table_sha256)
+from workload.spec import DataSpec, RunSpec
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+A8A = REPO.parent / "shared" / "data" / "a8a.gz"
+
+
+def tiny_spec(**changes) -> StudySpec:
+    """A study small enough for the default test run: every section, seconds of work."""
+    run = RunSpec(problem="svm", problem_params={"lam": 1e-4, "reg": "hogwild"},
+                  data=DataSpec(source="synthetic-classification",
+                                params={"n_rows": 600, "n_features": 2000, "nnz_mean": 12, "seed": 3}),
+                  scheme="hogwild", epochs=2, step=0.5, schedule="backoff", beta=0.9, seed=3)
+    spec = StudySpec(name="tiny", run=run, threads=(1, 2), repeats=2, predict_cores=(1, 2, 4), budget_s=300.0)
+    return spec.replace(**changes) if changes else spec
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "report"
+    outcome = run_study(tiny_spec(), out, progress=False, command="wildcheck report --spec tiny.toml")
+    return out, outcome
+
+
+def test_tiny_report_has_every_part(tiny_report):
+    out, outcome = tiny_report
+    for name in ("index.html", "report.md", "spec.toml", "environment.json", "manifest.json"):
+        assert (out / name).is_file(), name
+    man = load_manifest(out)
+    assert [s["name"] for s in man["sections"]] == [s.name for s in SECTIONS]
+    for s in man["sections"]:
+        assert s["status"] in STATUSES
+        if s["status"] != "done":  # whatever is missing says why
+            assert s["reason"], s
+    assert outcome.failed == [], [(s.name, s.reason) for s in outcome.failed]
+    # the dense case was not asked for, and the report says so rather than faking it
+    dense = next(s for s in man["sections"] if s["name"] == "dense")
+    assert dense["status"] == "not available" and "dense" in dense["reason"]
+    # every table in the manifest exists, and its content hash is what was recorded
+    for name, meta in man["tables"].items():
+        df = pd.read_parquet(out / meta["file"])
+        assert table_sha256(df) == meta["sha256"], name
+        assert meta["kind"] in ("simulated", "computed", "measured")
+    # spec.toml is the full study spec, seeds included, and round-trips
+    assert StudySpec.from_toml(out / "spec.toml") == tiny_spec()
+    text = (out / "spec.toml").read_text()
+    assert "seed = 3" in text
+    md = (out / "report.md").read_text()
+    assert "## Summary" in md and "wildcheck rerun" in md
+
+
+def test_tiny_report_contents(tiny_report):
+    out, _ = tiny_report
+    man = load_manifest(out)
+    done = {s["name"] for s in man["sections"] if s["status"] == "done"}
+    html = (out / "index.html").read_text()
+    assert f'content="{CSP}"' in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I), "external reference in HTML"
+    assert "@import" not in html and "url(" not in html
+    n_img = html.count("<img ")
+    assert n_img == len(list((out / "plots").glob("*.png"))) if (out / "plots").is_dir() else n_img == 0
+    if "real" in done:
+        runs = pd.read_parquet(out / "data" / "real_runs.parquet")
+        # every scheme at every thread count (serial at 1 only), each repeated
+        assert set(runs["scheme"]) == {"serial", "hogwild", "hogwild-atomic", "lock-coord", "round-robin"}
+        assert runs.groupby(["scheme", "threads"]).size().eq(2).all()
+        assert "speedup" in html and n_img >= 2
+    if "predict" in done:
+        pred = pd.read_parquet(out / "data" / "prediction.parquet")
+        assert set(pred["threads"]) == {1, 2, 4}
+        assert (pred["kind"] == "predicted").all()
+    for s in man["sections"]:
+        if s["status"] != "done":
+            assert s["reason"].split(";")[0][:40] in html
+
+
+def test_environment_json(tiny_report):
+    out, _ = tiny_report
+    env = json.loads((out / "environment.json").read_text())
+    for key in ("cpu", "os", "python", "packages", "numba_sysinfo", "git", "seeds", "data_sha256"):
+        assert key in env, key
+    assert env["cpu"]["usable_cores"] >= 1 and "flags" in env["cpu"]
+    assert env["packages"]["numpy"] == np.__version__
+    assert env["seeds"]["run.seed"] == 3
+    assert any(k.endswith(":terms") and len(v) == 64 for k, v in env["data_sha256"].items())
+    assert "commit" in env["git"] or "unavailable" in env["git"]
+
+
+def test_rerun_reproduces_simulated_figures_bit_for_bit(tiny_report, tmp_path):
+    out, _ = tiny_report
+    spec = rerun_spec(out)
+    if (out / "machine.toml").is_file():
+        assert spec.machine is not None  # the rerun simulates on the original's calibrated machine
+    again = tmp_path / "rerun"
+    run_study(spec, again, progress=False, rerun_of=str(out))
+    cmp = compare_reports(out, again)
+    sim = cmp[cmp["kind"].isin(["simulated", "computed"])]
+    assert len(sim) >= 1
+    assert (sim["verdict"] == "identical").all(), sim[sim["verdict"] != "identical"]
+    meas = cmp[cmp["kind"] == "measured"]
+    assert set(meas["verdict"]) <= {"within spread", "outside spread", "no spread measured", "identical"}
+    models = meas[meas["figure"].str.endswith(" model")]
+    assert (models["verdict"] == "identical").all(), models  # serial and round-robin are deterministic
+
+
+def test_compare_reports_flags_a_changed_simulated_table(tiny_report, tmp_path):
+    out, _ = tiny_report
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    man = load_manifest(copy)
+    name = next(n for n, m in man["tables"].items() if m["kind"] in ("simulated", "computed"))
+    man["tables"][name]["sha256"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(man))
+    cmp = compare_reports(out, copy)
+    assert cmp.loc[cmp["figure"] == name, "verdict"].item() == "differs"
+
+
+def test_measured_spread_rule(tmp_path):
+    """A measured figure is within spread when |median_rerun - median_orig| <= max - min of the
+    original's repeats."""
+    from workload.trace import write_table
+
+    def report(folder, sps):
+        runs = pd.DataFrame({"workload": "w", "scheme": "hogwild", "threads": 2, "repeat": range(len(sps)),
+                             "samples_per_s": sps, "final_objective": 1.0})
+        write_table(runs, folder / "data" / "real_runs.parquet")
+        (folder / "manifest.json").write_text(json.dumps({"tables": {"real_runs": {
+            "file": "data/real_runs.parquet", "kind": "measured", "sha256": table_sha256(runs)}}}))
+
+    orig, near, far = tmp_path / "o", tmp_path / "n", tmp_path / "f"
+    report(orig, [100.0, 110.0, 120.0])  # median 110, spread 20
+    report(near, [125.0, 129.0, 131.0])  # median 129: |19| <= 20
+    report(far, [135.0, 131.0, 140.0])  # median 135: |25| > 20
+    v = compare_reports(orig, near).set_index("figure")["verdict"]
+    assert v["real_runs w/hogwild/2 samples_per_s"] == "within spread"
+    assert v["real_runs w/hogwild/2 final_objective"] == "within spread"  # spread 0, equal
+    v = compare_reports(orig, far).set_index("figure")["verdict"]
+    assert v["real_runs w/hogwild/2 samples_per_s"] == "outside spread"
+
+
+def _table_section(name):
+    def fn(study):
+        study.put(name, pd.DataFrame({"x": np.arange(3)}), kind="computed", section=name)
+    return fn
+
+
+def test_interrupted_study_keeps_what_finished(tmp_path):
+    def interrupt(study):
+        raise KeyboardInterrupt
+
+    sections = (Section("first", "First", _table_section("first")), Section("second", "Second", interrupt),
+                Section("third", "Third", _table_section("third")))
+    with pytest.raises(StudyInterrupted) as exc:
+        run_study(tiny_spec(), tmp_path, progress=False, sections=sections, with_numba_sysinfo=False)
+    assert exc.value.outcome.state == "interrupted"
+    man = load_manifest(tmp_path)
+    status = {s["name"]: (s["status"], s["reason"]) for s in man["sections"]}
+    assert status["first"][0] == "done"
+    assert status["second"][0] == "interrupted"
+    assert status["third"][0] == "not run" and "interrupted" in status["third"][1]
+    assert man["state"] == "interrupted" and "first" in man["tables"] and "third" not in man["tables"]
+    assert (tmp_path / "data" / "first.parquet").is_file()
+    html = (tmp_path / "index.html").read_text()
+    assert "interrupted" in html and "not run" in html
+    assert not list(tmp_path.rglob("*.tmp")), "a temporary file was left behind"
+
+
+def test_failing_and_unavailable_sections_are_reported_not_hidden(tmp_path):
+    def boom(study):
+        raise RuntimeError("kaboom")
+
+    def missing(study):
+        raise Unavailable("somepkg.thing missing")
+
+    sections = (Section("bad", "Bad", boom), Section("gone", "Gone", missing),
+                Section("good", "Good", _table_section("good")))
+    outcome = run_study(tiny_spec(budget_s=60.0), tmp_path, progress=False, sections=sections,
+                        with_numba_sysinfo=False)
+    assert outcome.state == "incomplete" and [s.name for s in outcome.failed] == ["bad"]
+    status = {s.name: s for s in outcome.sections}
+    assert "RuntimeError: kaboom" in status["bad"].reason
+    assert "kaboom" in (tmp_path / "errors" / "bad.txt").read_text()
+    assert status["gone"].status == "not available" and status["gone"].reason == "somepkg.thing missing"
+    assert status["good"].status == "done"
+    html = (tmp_path / "index.html").read_text()
+    assert "somepkg.thing missing" in html and "kaboom" in html
+
+
+def test_budget_exhausted_skips_with_a_reason(tmp_path):
+    import time
+
+    def slow(study):
+        time.sleep(0.3)
+
+    sections = (Section("slow", "Slow", slow), Section("late", "Late", _table_section("late")))
+    outcome = run_study(tiny_spec(budget_s=0.2), tmp_path, progress=False, sections=sections,
+                        with_numba_sysinfo=False)
+    late = outcome.sections[1]
+    assert late.status == "skipped" and "budget" in late.reason
+
+
+def test_default_study_fits_the_machine():
+    spec = default_study(cores=2, a8a="/nonexistent/a8a.gz")
+    assert spec.threads == (1, 2) and spec.budget_s == 600
+    assert set(spec.schemes) == {"serial", "hogwild", "hogwild-atomic", "lock-coord", "round-robin"}
+    assert max(spec.predict_cores) == 64 and spec.repeats >= 2
+    assert 5_000 <= spec.run.data.params["n_rows"] <= 200_000
+    assert default_study(cores=64).threads == (1, 2, 4, 8, 16, 32, 64)
+    assert default_study(cores=2, budget_s=60).run.data.params["n_rows"] < spec.run.data.params["n_rows"]
+    assert StudySpec.from_toml(spec.to_toml()) == spec
+
+
+def test_sha256_file_matches_the_published_hash():
+    if not A8A.is_file():
+        pytest.skip(f"{A8A} not present")
+    assert environment.sha256_file(A8A) == "5fb70be2f02ff2096fbca098fe1bd0a303e2aa54b34e11906a2cb503bd700e01"
+
+
+# ----------------------------------------------------------------------------------------
+# index.html in headless Chromium
+# ----------------------------------------------------------------------------------------
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--disable-extensions", "--mute-audio"]
+
+# Runs before the page's CSP <meta> (so it is not subject to it) and records, after load,
+# whether every image decoded and whether the page tried to fetch anything the CSP blocked.
+PROBE = """<script>
+window.__blocked = [];
+document.addEventListener('securitypolicyviolation', function (e) { window.__blocked.push(e.blockedURI); });
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var out = document.createElement('pre');
+  out.id = 'wildcheck-probe';
+  out.textContent = JSON.stringify({images: imgs.length,
+    broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt; }),
+    widths: imgs.map(function (i) { return i.naturalWidth; }),
+    blocked: window.__blocked,
+    resources: performance.getEntriesByType('resource').map(function (r) { return r.name; })});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("headless Chromium is not installed and cannot be installed here (needs root and apt-get); "
+                    "install Debian's `chromium` package")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=300, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True,
+                       timeout=600, env=env)
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"headless Chromium could not be installed with apt-get ({type(exc).__name__}: "
+                    f"{str(exc)[:200]})")
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("apt-get installed `chromium` but no chromium binary is on PATH")
+    return path
+
+
+def _run_chromium(exe, args, timeout=180) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="wildcheck-chromium-") as profile:
+        return subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                              text=True, timeout=timeout)
+
+
+def test_index_html_renders_in_headless_chromium(tiny_report, tmp_path):
+    out, _ = tiny_report
+    html = (out / "index.html").read_text()
+    n_plots = len(list((out / "plots").glob("*.png"))) if (out / "plots").is_dir() else 0
+    assert n_plots >= 1, "the tiny report has no plot to render"
+    exe = _chromium()
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("<head>", "<head>" + PROBE, 1))
+    res = _run_chromium(exe, ["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()])
+    m = re.search(r"<pre id=\"wildcheck-probe\">(.*?)</pre>", res.stdout, re.S)
+    assert m, f"the probe did not run; chromium said:\n{res.stderr[-2000:]}"
+    import html as htmllib
+
+    got = json.loads(htmllib.unescape(m.group(1)))
+    assert got["images"] == n_plots
+    assert got["broken"] == [], f"images that did not load: {got['broken']}"
+    assert all(w > 100 for w in got["widths"])
+    assert got["blocked"] == [], f"the page tried to fetch: {got['blocked']}"
+    assert [r for r in got["resources"] if not r.startswith("data:")] == []
+    # keep a screenshot of the real page (no probe) as a test artifact
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    if shot.exists():
+        shot.unlink()
+    res = _run_chromium(exe, ["--window-size=1280,4000", f"--screenshot={shot}", (out / "index.html").as_uri()])
+    assert shot.is_file() and shot.stat().st_size > 10_000, res.stderr[-2000:]
+    shutil.copytree(out, ARTIFACTS / "tiny-report", dirs_exist_ok=True)
+
+
+@pytest.mark.slow
+def test_default_report_command_end_to_end(tmp_path):
+    """`wildcheck report` as a user runs it (the README's main command), within its budget."""
+    import sys
+    import time
+
+    exe = Path(sys.executable).parent / "wildcheck"
+    out = tmp_path / "report"
+    t = time.monotonic()
+    p = subprocess.run([str(exe), "report", "--out", str(out), "--no-progress"], capture_output=True, text=True,
+                       timeout=900, cwd=REPO)
+    wall = time.monotonic() - t
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert wall <= 660, f"the default study took {wall:.0f} s"
+    man = load_manifest(out)
+    assert man["state"] in ("complete", "incomplete")
+    p = subprocess.run([str(exe), "rerun", str(out), "--out", str(tmp_path / "rerun"), "--no-progress"],
+                       capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "simulated/computed figures" in p.stdout
