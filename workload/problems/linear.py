@@ -115,7 +115,7 @@ class LinearProblem(Problem):
         M = lip_loss * row_norm + cmax * radius
         notes["M"] = (f"bound: ‖∇f_e(x)‖ ≤ |ℓ'|·max‖a_e‖ + max_j c_j·‖x‖ on ‖x‖ ≤ {radius:.4g}")
         lam_max, how = _lambda_max(A, t.N)
-        active = self.info["reg_weight"] > 0
+        active = self.info["active"]
         if self.name == "svm":
             L = None
             notes["L"] = "none: the hinge loss is not differentiable"
@@ -146,8 +146,7 @@ class LinearProblem(Problem):
         t = self.terms
         A = self.info["A"]
         mu = self.info["mu"]
-        w = self.info["reg_weight"]  # μ on active coordinates, 0 elsewhere
-        active = np.flatnonzero(w > 0)
+        active = np.flatnonzero(self.info["active"])  # coordinates some term touches
         x = np.zeros(t.n)
         if self.name == "least-squares":
             As = A[:, active]
@@ -214,4 +213,5 @@ def make_linear(name: str, terms: Terms, *, lam: float = 1e-4, reg: str = "hogwi
     aux[nz] = mu * N / d[nz]
     reg_weight = np.where(nz, mu, 0.0)  # (1/N) Σ_e Σ_{j∈e} c_j x_j²/2 = Σ_j reg_weight_j x_j²/2
     return LinearProblem(name=name, terms=terms, params=np.array([lam, mu]), aux=aux, update=_KERNELS[name],
-                         info={"A": terms.matrix(), "mu": mu, "lam": lam, "reg": reg, "reg_weight": reg_weight})
+                         info={"A": terms.matrix(), "mu": mu, "lam": lam, "reg": reg, "reg_weight": reg_weight,
+                                 "active": nz})
