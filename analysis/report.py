@@ -38,7 +38,7 @@ SCHEME_COLORS = {"serial": "#444444", "hogwild": "#d62728", "hogwild-atomic": "#
                  "lock-global": "#8c564b", "round-robin": "#9467bd", "minibatch-sync": "#e377c2",
                  "buckwild": "#bcbd22", "cyclades": "#17becf", "decentralized": "#7f7f7f"}
 
-STATUS_CLASS = {"done": "ok", "not available": "na", "skipped": "na", "failed": "bad", "interrupted": "bad",
+STATUS_CLASS = {"done": "ok", "not requested": "ok", "not available": "na", "skipped": "na", "failed": "bad", "interrupted": "bad",
                 "not run": "na"}
 PASS_WORDS = ("pass", "holds", "ok", "agree", "within", "identical", "met")
 FAIL_WORDS = ("fail", "violated", "disagree", "outside", "differs", "not met")
@@ -493,6 +493,9 @@ def _section_status(manifest, name) -> dict:
 
 def _status_line(doc: Doc, manifest, name: str) -> bool:
     s = _section_status(manifest, name)
+    if s["status"] == "not requested":
+        doc.para(f"Not part of this study: {s.get('reason', '')}", "note")
+        return False
     if s["status"] != "done":
         doc.missing(f"section '{name}' {s['status']}" + (f": {s['reason']}" if s.get("reason") else ""))
         return False
@@ -532,7 +535,7 @@ def render_report(folder: str | Path) -> Path:
     sec = pd.DataFrame(manifest.get("sections", []))
     if len(sec):
         doc.table(sec[["name", "title", "status", "reason", "seconds"]])
-        gaps = sec[sec["status"] != "done"]
+        gaps = sec[~sec["status"].isin(["done", "not requested"])]
         if len(gaps):
             doc.missing("not in this report: " + "; ".join(f"{r['name']} ({r['status']}: {r['reason']})"
                                                            for _, r in gaps.iterrows()))
@@ -629,6 +632,26 @@ def render_report(folder: str | Path) -> Path:
                      "of terms containing a given coordinate (Niu et al. 2011, §2); Δ̄_C: average conflict-graph "
                      "degree (Mania et al. 2015).")
             doc.table(tables["sparsity"])
+
+    # --- stragglers -------------------------------------------------------------------
+    doc.heading("Synchronous minibatch SGD under stragglers", 2, "stragglers")
+    if _status_line(doc, manifest, "stragglers") or "straggler_iterations" in tables:
+        from .stragglers import fig_iteration_time, fig_time_to_accuracy
+
+        if "straggler_iterations" in tables:
+            it = tables["straggler_iterations"]
+            import hwsim
+
+            delay = hwsim.ShiftedExponential(float(it["shift"].iloc[0]), float(it["rate"].iloc[0]))
+            doc.figure("straggler_iterations", _safe_fig(
+                lambda: (_png(fig_iteration_time(it, delay=delay, tick_unit=1000.0, unit="units of 1000 ticks")),
+                         "Iteration time vs workers: simulated means (points, CI) over c + H_n/λ (line)")))
+            doc.table(it.drop(columns=["shift", "rate"]))
+        if "straggler_histories" in tables and "straggler_tta" in tables:
+            doc.figure("straggler_tta", _safe_fig(
+                lambda: (_png(fig_time_to_accuracy(tables["straggler_histories"], tables["straggler_tta"])),
+                         "Time to accuracy: minibatch-sync vs hogwild under the same stragglers (simulated)")))
+            doc.table(tables["straggler_tta"])
 
     # --- dense case -------------------------------------------------------------------
     doc.heading("Dense-conflict case: a8a", 2, "dense")

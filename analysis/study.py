@@ -72,7 +72,7 @@ MANIFEST_VERSION = 1
 # within SPREAD_FACTOR x (max - min over the original's repeats) of the original's median.
 SPREAD_FACTOR = 1.0
 
-STATUSES = ("done", "not available", "skipped", "failed", "interrupted", "not run")
+STATUSES = ("done", "not requested", "not available", "skipped", "failed", "interrupted", "not run")
 
 
 # ----------------------------------------------------------------------------------------
@@ -80,6 +80,10 @@ STATUSES = ("done", "not available", "skipped", "failed", "interrupted", "not ru
 # ----------------------------------------------------------------------------------------
 class Unavailable(Exception):
     """Something a section needs is missing: a module, a function, a data file, a table."""
+
+
+class NotRequested(Exception):
+    """A section the study's spec does not ask for (not a gap in the report)."""
 
 
 class BudgetExhausted(Exception):
@@ -843,6 +847,34 @@ def _dense_theory(study: Study) -> None:
     study.put("dense_theory", df, kind=kind, section="dense")
 
 
+STRAGGLER_NS = (10, 100, 1000, 10000)  # simulated workers in the iteration-time study (issue 10)
+STRAGGLER_CORES = (1, 2, 4, 8, 16)  # simulated cores for time-to-accuracy, sync vs async
+
+
+def section_stragglers(study: Study) -> None:
+    """Synchronous minibatch SGD under stragglers (X = c + Exp(λ) per worker step): the
+    iteration time against the order-statistics prediction c + H_n/λ, and time to accuracy
+    of minibatch-sync vs hogwild under the same delays (hwsim; only when minibatch-sync is
+    among the study's schemes)."""
+    if "minibatch-sync" not in study.spec.schemes:
+        raise NotRequested("minibatch-sync is not among the study's schemes (add it to [study] schemes)")
+    import hwsim
+    from .stragglers import iteration_time_table, sync_vs_async, time_to_accuracy
+
+    delay = hwsim.ShiftedExponential(1000, 1.0 / 2000.0)  # 1 + Exp(λ = 0.5) in units of 1000 ticks
+    study.check_budget("the straggler study", 5.0)
+    study.put("straggler_iterations", iteration_time_table(delay, STRAGGLER_NS, seed=study.spec.run.seed).assign(
+        shift=delay.shift, rate=delay.rate), kind="simulated", section="stragglers")
+    spec = study.spec.run.replace(epochs=max(3, study.spec.run.epochs))
+    problem = _problem(study, WORKLOAD, spec)
+    machine = hwsim.Machine(cores=max(STRAGGLER_CORES), read_cost=1, write_cost=1, delay=delay)
+    hist = sync_vs_async(spec, machine, STRAGGLER_CORES, problem=problem)
+    study.put("straggler_histories", hist, kind="simulated", section="stragglers")
+    f_ref = float(hist["objective"].min())
+    study.put("straggler_tta", time_to_accuracy(hist, f_ref=f_ref, epsilon=0.05), kind="simulated",
+              section="stragglers")
+
+
 def _n_sim(schemes, threads, cores) -> int:
     return sum(1 if s == "serial" else len(set(threads) | set(cores)) for s in schemes)
 
@@ -857,6 +889,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("compare", "Measured vs predicted", section_compare),
     Section("noise", "Noise terms of the perturbed iterate (hwsim)", section_noise),
     Section("theory", "Theory checks", section_theory),
+    Section("stragglers", "Synchronous minibatch SGD under stragglers (hwsim)", section_stragglers),
     Section("dense", "Dense-conflict case (a8a)", section_dense,
             lambda s: 0 if s.dense is None else len(_real_configs(s.dense_schemes, s.threads)) * s.repeats
             + _n_sim(s.dense_schemes, s.threads, ())),
@@ -918,6 +951,8 @@ def run_study(spec: StudySpec, out: str | Path, *, progress: bool | None = None,
                         _note_warnings(study, sec.name, caught)
                 res.status = "done"
                 res.reason = study.state.get("partial", {}).get(sec.name, "")
+            except NotRequested as exc:
+                res.status, res.reason = "not requested", str(exc)
             except Unavailable as exc:
                 res.status, res.reason = "not available", str(exc)
             except BudgetExhausted as exc:
@@ -939,7 +974,7 @@ def run_study(spec: StudySpec, out: str | Path, *, progress: bool | None = None,
         if study.bar is not None:
             study.bar.close()
         state = "interrupted" if interrupted else (
-            "complete" if all(s.status == "done" for s in study.sections) else "incomplete")
+            "complete" if all(s.status in ("done", "not requested") for s in study.sections) else "incomplete")
         _write_environment(study, with_numba_sysinfo)
         study.write_manifest(state)
         if render:
