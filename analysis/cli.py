@@ -736,6 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("-q", "--quiet", action="store_true")
     rr.add_argument("--no-progress", action="store_true", help="no progress bar")
     rr.set_defaults(func=cmd_rerun)
+    from . import sweep as _sweep
+
+    _sweep.add_parser(subs)
     return p
 
 
