@@ -81,6 +81,16 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
         from .sync import simulate_sync
 
         return simulate_sync(spec, machine, problem=problem, engine=engine, coord_trace=coord_trace, with_opt=with_opt)
+    if spec.scheme == "buckwild":  # fixed-point integers: hwsim.buckwild (hogwild-atomic schedule, integer replay)
+        from .buckwild import simulate_buckwild
+
+        return simulate_buckwild(spec, machine, problem=problem, engine=engine, coord_trace=coord_trace,
+                                 with_opt=with_opt)
+    if spec.scheme == "decentralized":  # nodes + network model: hwsim.decentralized
+        from .decentralized import simulate_decentralized
+
+        return simulate_decentralized(spec, machine, problem=problem, engine=engine, coord_trace=coord_trace,
+                                      with_opt=with_opt).result
     if spec.scheme == "cyclades":  # conflict-free batches: hwsim.cyclades (its own loop and engines)
         from .cyclades import simulate_cyclades
 

@@ -88,14 +88,11 @@ def test_machine_to_dict_from_dict_through_toml():
         Machine.from_dict({"cores": 2, "bogus": 1})
 
 
-def test_unsupported_scheme_and_missing_time_slicing_raise_clearly():
+def test_missing_time_slicing_and_unknown_engine_raise_clearly():
     from conftest import small_terms
     from workload.problems import make_problem
 
     problem = make_problem("svm", small_terms(n_rows=10), lam=0.1, reg="l2")
-    for scheme in ("buckwild", "decentralized"):  # minibatch-sync and cyclades: hwsim.sync / hwsim.cyclades
-        with pytest.raises(NotImplementedError, match=scheme):
-            simulate(RunSpec(scheme=scheme, threads=2), Machine(cores=2), problem=problem)
     with pytest.raises(MachineError, match="time slicing"):
         simulate(RunSpec(scheme="hogwild", threads=3), Machine(cores=2), problem=problem)
     with pytest.raises(ValueError, match="engine"):
