@@ -142,7 +142,7 @@ def test_usage_errors_are_one_line(capsys):
 def test_every_subcommand_has_help_with_an_example(capsys):
     parser = build_parser()
     subs = next(a for a in parser._actions if a.dest == "cmd").choices
-    assert set(subs) == {"data", "simulate", "run", "calibrate", "compare", "check", "report", "rerun"}
+    assert set(subs) == {"data", "simulate", "run", "calibrate", "compare", "check", "report", "rerun", "sweep"}
     for name in subs:
         assert main([name, "--help"]) == 0
         out = capsys.readouterr().out
