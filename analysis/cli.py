@@ -22,6 +22,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import sweep as _sw
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 log = logging.getLogger("wildcheck")
@@ -595,6 +597,88 @@ def _sub(subs, name: str, help_: str, description: str, example: str):
                            description=textwrap.dedent(description).strip() + "\n\nexample:\n  " + example)
 
 
+# ----------------------------------------------------------------------------------------
+# wildcheck sweep (the library is analysis.sweep)
+# ----------------------------------------------------------------------------------------
+SWEEP_DESCRIPTION = """\
+Run a parameter sweep: every point of a grid TOML ([run] base spec, [machine] base machine,
+[grid] axes and/or [[points]]) simulated with hwsim -- on a local process pool sized to the
+cores, or on a Dask cluster with --scheduler -- and real points (kind = "real") with realrun,
+one at a time, afterwards. Results are committed as points finish (OUT/points/), failures
+are recorded (OUT/failures/) and the sweep goes on; run the same command again to resume
+(only missing points run). Writes OUT/results.parquet, history.parquet, summary.parquet.
+Exit status 1 when a point failed.
+"""
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("grid", help="sweep grid TOML (see examples/sweep_small.toml)")
+    p.add_argument("--out", help="output folder (default reports/sweep-<grid name>; an existing one is resumed)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler address (tcp://host:8786): run the simulations on that cluster")
+    p.add_argument("--workers", type=int, help="local pool size (default: usable cores; 1 = in this process)")
+    p.add_argument("--retry-failed", action="store_true", help="run points that failed before again")
+    p.add_argument("--flush-seconds", type=float, default=_sw.DEFAULT_FLUSH_SECONDS,
+                   help="commit finished points at least this often (default %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="check the grid and list its points; run nothing")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``sweep`` subcommand to an ``argparse`` subparsers object (dispatches to
+    :func:`cmd_sweep` through ``set_defaults(func=...)``)."""
+    p = subparsers.add_parser("sweep", help="run a parameter sweep (local pool or Dask cluster)",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description=SWEEP_DESCRIPTION + "\nexample:\n  wildcheck sweep examples/sweep_small.toml "
+                                                        "--out reports/sweep-small")
+    _sweep_arguments(p)
+    p.set_defaults(func=cmd_sweep)
+    return p
+
+
+def cmd_sweep(args) -> int:
+    """Run ``wildcheck sweep`` with parsed ``args``; the exit status (0 ok, 1 a point failed).
+
+    Bad input raises :class:`GridError` (a ``SpecError``) or ``FileNotFoundError``; a
+    missing ``distributed`` raises ``analysis.study.Unavailable``.
+    """
+    grid = _sw.load_grid(Path(args.grid))
+    quiet = getattr(args, "quiet", False)
+    if args.dry_run:
+        plan = _sw.plan_frame(grid).drop(columns=["spec", "machine"])
+        if not quiet:
+            import pandas as pd
+
+            with pd.option_context("display.max_rows", 200, "display.width", 160):
+                print(plan.to_string(index=False))
+            print(f"{len(plan)} points ({(plan['kind'] == 'real').sum()} real); nothing run (--dry-run)")
+        return 0
+    out = Path(args.out) if args.out else Path("reports") / f"sweep-{Path(args.grid).stem}"
+    progress = False if quiet or getattr(args, "no_progress", False) else None
+    if args.workers is not None and args.scheduler:
+        raise _sw.GridError("command line", "--workers", "sizes the local pool, not a Dask cluster",
+                        "leave out --workers with --scheduler (size the cluster instead)")
+    if args.workers is not None and args.workers < 1:
+        raise _sw.GridError("command line", "--workers", f"= {args.workers}: must be >= 1", "e.g. --workers 2")
+    if not args.flush_seconds >= 0:
+        raise _sw.GridError("command line", "--flush-seconds", f"= {args.flush_seconds}: must be >= 0", "e.g. 1.0")
+    try:
+        res = _sw.run_sweep(grid, out, scheduler=args.scheduler, workers=args.workers, progress=progress,
+                        retry_failed=args.retry_failed, flush_seconds=args.flush_seconds)
+    except _sw.SchedulerUnreachable as exc:
+        print(f"wildcheck sweep: error: {exc}", file=sys.stderr)
+        return 2
+    n = len(res.results)
+    if not quiet:
+        print(f"sweep: {n} points: {int((res.results['status'] == 'done').sum())} done, {res.n_failed} failed "
+              f"({res.computed} computed now, {res.reused} reused) in {res.seconds:.1f} s; results in "
+              f"{out / 'results.parquet'}")
+        if res.n_failed:
+            print(f"sweep: failures in {out / 'failures'}; rerun with --retry-failed after fixing the cause")
+    return 1 if res.n_failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wildcheck", formatter_class=_Fmt,
                 description="Verify asynchronous lock-free SGD (Hogwild! and family) in simulation and on real "
@@ -736,9 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("-q", "--quiet", action="store_true")
     rr.add_argument("--no-progress", action="store_true", help="no progress bar")
     rr.set_defaults(func=cmd_rerun)
-    from . import sweep as _sweep
-
-    _sweep.add_parser(subs)
+    add_sweep_parser(subs)
     return p
 
 

@@ -89,11 +89,10 @@ Reading: :func:`load_results` (works while a sweep runs, or after it was killed)
 (verdicts per point and check) and :func:`plot_sweep` (a figure over the axes).
 
 Command line: ``wildcheck sweep GRID.toml [--out DIR] [--scheduler ADDRESS] [--workers N]``
-(:func:`add_parser`, :func:`run_cli`); ``python -m analysis.sweep`` is the same command.
+(in :mod:`analysis.cli`); ``python -m analysis.sweep`` is the same command.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import hashlib
@@ -1334,103 +1333,6 @@ def plot_sweep(results: pd.DataFrame, x: str, y: str, hue: str | None = None, *,
 
 
 # ----------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------
-DESCRIPTION = """\
-Run a parameter sweep: every point of a grid TOML ([run] base spec, [machine] base machine,
-[grid] axes and/or [[points]]) simulated with hwsim -- on a local process pool sized to the
-cores, or on a Dask cluster with --scheduler -- and real points (kind = "real") with realrun,
-one at a time, afterwards. Results are committed as points finish (OUT/points/), failures
-are recorded (OUT/failures/) and the sweep goes on; run the same command again to resume
-(only missing points run). Writes OUT/results.parquet, history.parquet, summary.parquet.
-Exit status 1 when a point failed.
-"""
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("grid", help="sweep grid TOML (see examples/sweep_small.toml)")
-    p.add_argument("--out", help="output folder (default reports/sweep-<grid name>; an existing one is resumed)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="Dask scheduler address (tcp://host:8786): run the simulations on that cluster")
-    p.add_argument("--workers", type=int, help="local pool size (default: usable cores; 1 = in this process)")
-    p.add_argument("--retry-failed", action="store_true", help="run points that failed before again")
-    p.add_argument("--flush-seconds", type=float, default=DEFAULT_FLUSH_SECONDS,
-                   help="commit finished points at least this often (default %(default)s)")
-    p.add_argument("--dry-run", action="store_true", help="check the grid and list its points; run nothing")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``sweep`` subcommand to an ``argparse`` subparsers object (dispatches to
-    :func:`run_cli` through ``set_defaults(func=...)``)."""
-    p = subparsers.add_parser("sweep", help="run a parameter sweep (local pool or Dask cluster)",
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              description=DESCRIPTION + "\nexample:\n  wildcheck sweep examples/sweep_small.toml "
-                                                        "--out reports/sweep-small")
-    _add_arguments(p)
-    p.set_defaults(func=run_cli)
-    return p
-
-
-def run_cli(args) -> int:
-    """Run ``wildcheck sweep`` with parsed ``args``; the exit status (0 ok, 1 a point failed).
-
-    Bad input raises :class:`GridError` (a ``SpecError``) or ``FileNotFoundError``; a
-    missing ``distributed`` raises ``analysis.study.Unavailable``.
-    """
-    grid = load_grid(Path(args.grid))
-    quiet = getattr(args, "quiet", False)
-    if args.dry_run:
-        plan = plan_frame(grid).drop(columns=["spec", "machine"])
-        if not quiet:
-            with pd.option_context("display.max_rows", 200, "display.width", 160):
-                print(plan.to_string(index=False))
-            print(f"{len(plan)} points ({(plan['kind'] == 'real').sum()} real); nothing run (--dry-run)")
-        return 0
-    out = Path(args.out) if args.out else Path("reports") / f"sweep-{Path(args.grid).stem}"
-    progress = False if quiet or getattr(args, "no_progress", False) else None
-    if args.workers is not None and args.scheduler:
-        raise GridError("command line", "--workers", "sizes the local pool, not a Dask cluster",
-                        "leave out --workers with --scheduler (size the cluster instead)")
-    if args.workers is not None and args.workers < 1:
-        raise GridError("command line", "--workers", f"= {args.workers}: must be >= 1", "e.g. --workers 2")
-    if not args.flush_seconds >= 0:
-        raise GridError("command line", "--flush-seconds", f"= {args.flush_seconds}: must be >= 0", "e.g. 1.0")
-    try:
-        res = run_sweep(grid, out, scheduler=args.scheduler, workers=args.workers, progress=progress,
-                        retry_failed=args.retry_failed, flush_seconds=args.flush_seconds)
-    except SchedulerUnreachable as exc:
-        print(f"wildcheck sweep: error: {exc}", file=sys.stderr)
-        return 2
-    n = len(res.results)
-    if not quiet:
-        print(f"sweep: {n} points: {int((res.results['status'] == 'done').sum())} done, {res.n_failed} failed "
-              f"({res.computed} computed now, {res.reused} reused) in {res.seconds:.1f} s; results in "
-              f"{out / 'results.parquet'}")
-        if res.n_failed:
-            print(f"sweep: failures in {out / 'failures'}; rerun with --retry-failed after fixing the cause")
-    return 1 if res.n_failed else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m analysis.sweep GRID.toml ...`` (the same as ``wildcheck sweep``)."""
-    p = argparse.ArgumentParser(prog="wildcheck sweep", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="wildcheck: %(levelname)s: %(message)s")
-    try:
-        return run_cli(args)
-    except (SpecError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
-        print(f"wildcheck sweep: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("wildcheck sweep: interrupted (run the same command again to resume)", file=sys.stderr)
-        return 130
-
-
-# ----------------------------------------------------------------------------------------
 # Small helpers
 # ----------------------------------------------------------------------------------------
 def _is_int(v) -> bool:
@@ -1520,7 +1422,7 @@ def _journal(path: str | None, event: str, pid: str, extra: str) -> None:
         os.close(fd)
 
 
-if __name__ == "__main__":
-    from analysis.sweep import main as _main  # the importable module, so pickles name analysis.sweep
+if __name__ == "__main__":  # ``python -m analysis.sweep ...`` is ``wildcheck sweep ...``
+    from analysis.cli import main as _main
 
-    sys.exit(_main())
+    sys.exit(_main(["sweep", *sys.argv[1:]]))

@@ -345,17 +345,13 @@ def test_plot_sweep_figure(small_results):
 # Command line
 # ----------------------------------------------------------------------------------------
 def test_cli_parser_dry_run_and_bad_input(tmp_path, capsys):
-    import argparse
+    from analysis.cli import main
 
-    parser = argparse.ArgumentParser(prog="wildcheck")
-    subs = parser.add_subparsers(dest="cmd")
-    sw.add_parser(subs)
     path = write(tmp_path, EIGHT)
-    args = parser.parse_args(["sweep", str(path), "--dry-run"])
-    assert args.func(args) == 0
+    assert main(["sweep", str(path), "--dry-run"]) == 0
     assert "8 points (0 real)" in capsys.readouterr().out
     bad = write(tmp_path, grid_text("threads = [0]\n"), "bad.toml")
-    assert sw.main([str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(bad) in err and "[grid] 'threads'" in err
     assert not (tmp_path / "o").exists()
