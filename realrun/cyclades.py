@@ -63,7 +63,7 @@ from workload.trace import HISTORY_SCHEMA, SAMPLE_SCHEMA, conform, empty
 from . import kernels as K
 from .atomics import (atomic_add, calibrate_tsc, load_acquire, os_yield, prefetch, prefetch_l2, spin_pause, tsc,
                       tsc_now)
-from .engine import RealResult, WorkerFailed, _Layout, _options
+from .engine import RealResult, WorkerFailed, _Layout, _options, reraise_worker_error, stop_workers
 
 log = logging.getLogger(__name__)
 
@@ -388,17 +388,8 @@ def run_cyclades(spec: RunSpec, *, problem: Problem | None = None, instrument: b
         interrupted = True
         log.warning("realrun cyclades: interrupted; keeping %d completed epoch(s)", len(epoch_seconds))
     finally:
-        sync[STOP] = 1
-        job["quit"] = True
-        start_barrier.abort()
-        end_barrier.abort()
-        for th in threads:
-            if th.is_alive() or th.ident is not None:
-                th.join()
-    if errors:
-        w, ep, exc = errors[0]
-        exc.add_note(f"raised by realrun cyclades worker {w} (cores {cores[w]}) in epoch {ep}")
-        raise exc
+        stop_workers(sync, STOP, job, (start_barrier, end_barrier), threads)
+    reraise_worker_error(errors, cores, spec.scheme)
 
     completed = len(epoch_seconds)
     perm = serial_permutation(spec, N, epochs=completed)

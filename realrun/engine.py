@@ -420,17 +420,8 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
         interrupted = True
         log.warning("realrun: interrupted; keeping %d completed epoch(s)", len(epoch_seconds))
     finally:
-        sync[K.STOP] = 1
-        job["quit"] = True
-        start_barrier.abort()
-        end_barrier.abort()
-        for th in threads:
-            if th.is_alive() or th.ident is not None:
-                th.join()
-    if errors:
-        w, ep, exc = errors[0]
-        exc.add_note(f"raised by realrun worker {w} (cores {cores[w]}) in epoch {ep} of scheme {spec.scheme!r}")
-        raise exc
+        stop_workers(sync, K.STOP, job, (start_barrier, end_barrier), threads)
+    reraise_worker_error(errors, cores, spec.scheme)
 
     total = float(np.sum(epoch_seconds))
     allstats = np.array([r[3] for r in raw]).reshape(-1, K.ST_LEN) if raw else np.zeros((0, K.ST_LEN), np.int64)
@@ -489,3 +480,26 @@ def _samples_frame(raw, code, step0, beta, t0, p, every, ns_per_tick, tsc0) -> p
     df = pd.DataFrame({c: np.concatenate(v) for c, v in cols.items()})
     df = df.sort_values("sample", kind="stable")
     return conform(df, SAMPLE_SCHEMA, what="realrun samples")
+
+
+def stop_workers(sync, stop_slot: int, job, barriers, threads) -> None:
+    """Stop a run's worker threads whatever state they are in (running, spinning, waiting at
+    a barrier) and join them: ``sync[stop_slot]`` for spinning kernels (each scheme's sync
+    layout names its slot), the quit flag for the Python loop, aborted barriers for waiting
+    threads."""
+    sync[stop_slot] = 1
+    job["quit"] = True
+    for barrier in barriers:
+        barrier.abort()
+    for th in threads:
+        if th.is_alive() or th.ident is not None:
+            th.join()
+
+
+def reraise_worker_error(errors, cores, scheme: str) -> None:
+    """Re-raise the first worker's exception (its traceback kept) with a note naming the
+    worker, its cores, the epoch and the scheme."""
+    if errors:
+        w, ep, exc = errors[0]
+        exc.add_note(f"raised by realrun worker {w} (cores {cores[w]}) in epoch {ep} of scheme {scheme!r}")
+        raise exc

@@ -59,7 +59,7 @@ from . import kernels as K
 from .kernels import (REC_END, REC_START, REC_T_END, REC_T_READ, REC_T_START, REC_T_WRITE, ST_CAS_FAILS, ST_DONE,
                       ST_LOST, ST_RECORDED, ST_SPINS, STARTED_ONE)
 from .atomics import atomic_add, calibrate_tsc, load_acquire, os_yield, spin_pause, store_release, tsc, tsc_now
-from .engine import RealResult, WorkerFailed
+from .engine import RealResult, WorkerFailed, reraise_worker_error, stop_workers
 
 log = logging.getLogger(__name__)
 
@@ -386,17 +386,8 @@ def run_minibatch(spec: RunSpec, *, problem: Problem | None = None, instrument: 
         interrupted = True
         log.warning("realrun: interrupted; keeping %d completed epoch(s)", len(epoch_seconds))
     finally:
-        sync[STOP] = 1
-        job["quit"] = True
-        start_barrier.abort()
-        end_barrier.abort()
-        for th in threads:
-            if th.is_alive() or th.ident is not None:
-                th.join()
-    if errors:
-        w, ep, exc = errors[0]
-        exc.add_note(f"raised by realrun worker {w} (cores {cores[w]}) in epoch {ep} of scheme {spec.scheme!r}")
-        raise exc
+        stop_workers(sync, STOP, job, (start_barrier, end_barrier), threads)
+    reraise_worker_error(errors, cores, spec.scheme)
 
     total = float(np.sum(epoch_seconds))
     allstats = np.array([r[2] for r in raw]).reshape(-1, K.ST_LEN) if raw else np.zeros((0, K.ST_LEN), np.int64)

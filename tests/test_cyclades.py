@@ -460,4 +460,4 @@ def test_realrun_a_failing_worker_stops_the_run_and_its_error_is_raised():
     spec = RunSpec(scheme="cyclades", threads=2, epochs=2, seed=0, options={"batch_size": 5})
     with pytest.raises(ValueError, match="poisoned term") as info:
         realrun.run(spec, problem=problem, instrument=False)
-    assert any("realrun cyclades worker" in note for note in getattr(info.value, "__notes__", []))
+    assert any("realrun worker" in note and "scheme 'cyclades'" in note for note in getattr(info.value, "__notes__", []))
