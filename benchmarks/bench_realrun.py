@@ -23,7 +23,9 @@ Tables:
 2. instrumentation overhead: the median over runs of the paired ratio on/off;
 3. visit orders at 1 thread (kernel only, no reshuffle, no instrumentation;
    ``realrun.calibrate.visit_rates``): the per-core ceiling (cache-resident rows), rows
-   in storage order, the prefetched random order, the plain random order; and the
+   in storage order, the prefetched random order, the plain random order; at 2 threads
+   the kernel on one shared model against a private model per thread
+   (``realrun.calibrate.sharing_rates``: what the bouncing hot cache lines cost); and the
    reshuffle's own cost (``workload.order.worker_orders``);
 4. lost updates of plain ``hogwild`` at 2 threads on this SVM (``options.count_lost``:
    every write is an exchange that notices what it overwrote) and τ;
@@ -50,7 +52,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from realrun import coord_cost, pingpong, run  # noqa: E402
-from realrun.calibrate import visit_rates  # noqa: E402
+from realrun.calibrate import sharing_rates, visit_rates  # noqa: E402
 from workload.build import build_problem  # noqa: E402
 from workload.order import worker_orders  # noqa: E402
 from workload.spec import DataSpec, RunSpec  # noqa: E402
@@ -166,6 +168,11 @@ def main(argv=None):
     hw1 = [rows[i]["median"] for i, c in enumerate(cfgs) if c[0] == "hogwild" and c[1] == 1 and not c[2]]
     if hw1:
         print(f"hogwild 1 thread (run, instrumentation off) = {100 * hw1[0] / ceiling:.0f}% of the per-core ceiling")
+    if 2 in threads and len(os.sched_getaffinity(0)) >= 2:
+        sr = sharing_rates(problem, threads=2, repeats=3).set_index("model")
+        sh, pr = sr.loc["shared", "samples_per_s"], sr.loc["private", "samples_per_s"]
+        print(f"2 threads, kernel only: one shared model {_fmt(sh)}, a private model each {_fmt(pr)} "
+              f"(sharing costs {100 * (1 - sh / pr):.0f}%: the hot coordinates' cache lines moving between cores)")
     ts = []
     for e in range(10):
         t = time.perf_counter()

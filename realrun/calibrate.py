@@ -200,3 +200,68 @@ def visit_rates(problem, *, repeats: int = 5, resident_rows: int = 256, relabel:
             rates[name].append(once(name, order))
     return pd.DataFrame([{"order": k, "samples_per_s": float(np.median(v)), "min": float(np.min(v)),
                           "max": float(np.max(v))} for k, v in rates.items()])
+
+
+def sharing_rates(problem, *, threads: int = 2, repeats: int = 3, relabel: bool | None = None, seed: int = 0):
+    """What sharing the model costs: ``threads`` pinned workers run the plain-hogwild
+    kernel over disjoint halves of a random order, once on one shared model (Hogwild!)
+    and once each on a private copy (no cache line is shared; not a scheme, a diagnostic).
+
+    The gap between the two is the price of the hot coordinates' cache lines moving
+    between cores.  Returns a DataFrame (model, samples_per_s median over ``repeats``,
+    min, max); wall-clock over all workers, runs interleaved.
+    """
+    import time
+
+    import pandas as pd
+
+    from workload.order import split_sizes
+
+    from . import kernels as K
+    from .engine import DEFAULT_PREFETCH, _Layout
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads < 1:
+        raise ValueError(f"sharing_rates: threads = {threads!r}: must be >= 1")
+    relabel = problem.name in ("svm", "logistic", "least-squares") if relabel is None else relabel
+    lay = _Layout.of(problem, relabel)
+    kern = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=DEFAULT_PREFETCH,
+                         count_lost=False)
+    rng = np.random.default_rng(seed)
+    sizes = split_sizes(problem.N, threads)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    sync = np.zeros(K.SYNC_LEN, dtype=np.int64)
+    locks = np.zeros(1, dtype=np.int32)
+    rec = np.zeros((0, K.REC_COLS), dtype=np.int64)
+
+    def call(order, w, x):
+        kern(lay.params, lay.aux, lay.indptr, lay.indices, lay.values, lay.y, order, w, threads, x, 0, 0.01, 1.0,
+             1.0, 0, 1.0, lay.maxlen, sync, locks, rec, 1, 1, np.zeros(K.ST_LEN, dtype=np.int64))
+
+    call(np.arange(min(8, problem.N), dtype=np.int64), 0, np.zeros(problem.n))  # compile
+
+    def once(shared):
+        perm = rng.permutation(problem.N).astype(np.int64)
+        xs = [np.zeros(problem.n)] * threads if shared else [np.zeros(problem.n) for _ in range(threads)]
+        bar = threading.Barrier(threads)
+
+        def body(w):
+            if threads <= len(cpus):
+                os.sched_setaffinity(0, {cpus[w]})
+            bar.wait()
+            call(perm[bounds[w]:bounds[w + 1]], w, xs[w])
+
+        ths = [threading.Thread(target=body, args=(w,), daemon=True) for w in range(threads)]
+        t0 = time.perf_counter()
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+        return problem.N / (time.perf_counter() - t0)
+
+    rates = {"shared": [], "private": []}
+    for _ in range(repeats):
+        for name in rates:
+            rates[name].append(once(name == "shared"))
+    return pd.DataFrame([{"model": k, "samples_per_s": float(np.median(v)), "min": float(np.min(v)),
+                          "max": float(np.max(v))} for k, v in rates.items()])

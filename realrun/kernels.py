@@ -47,7 +47,9 @@ Fast path: the row data of the sample ``prefetch`` positions ahead is prefetched
 (every cache line of its indices and values) and the row pointer and label of the sample
 ``2 * prefetch`` ahead into L1, so the random-order visit is not latency-bound.  Prefetches
 are hints; they change no value, and ``prefetch = 0`` compiles the plain loop (the tests
-compare the two bit for bit).
+compare the two bit for bit).  The data layout the kernels get (``realrun.engine._Layout``)
+is the other half of the fast path: coordinates as uint16 when the model has at most 65,536
+of them (less memory per row), renumbered by frequency for the linear problems.
 """
 from __future__ import annotations
 
@@ -83,6 +85,7 @@ REC_COLS = 6
 ST_DONE, ST_LOST, ST_CAS_FAILS, ST_SPINS, ST_RECORDED = range(5)
 ST_LEN = 5
 
+_PAD = 16  # float64 entries (128 bytes) of padding around each worker's scratch arrays
 _SPIN_CHECK = 127  # a spinning worker checks the stop flag and yields its core every 128 pauses
 
 
@@ -147,9 +150,11 @@ def _build_worker(upd, scheme, instrument, dist, count_lost):
     def kernel(params, aux, indptr, indices, values, y, order, w, p, x, code, step0, beta, t0, epoch, scale,
                maxlen, sync, locks, rec, stride, clock_every, stats):
         inv_scale = 1.0 / scale
-        xr = np.empty(maxlen)
-        g = np.empty(maxlen)
-        u = np.empty(maxlen)
+        # Per-worker scratch, padded by two cache lines on each side so no line of it is
+        # shared with another worker's allocation.
+        xr = np.empty(maxlen + 2 * _PAD)[_PAD:_PAD + maxlen]
+        g = np.empty(maxlen + 2 * _PAD)[_PAD:_PAD + maxlen]
+        u = np.empty(maxlen + 2 * _PAD)[_PAD:_PAD + maxlen]
         n = order.size
         lost = 0
         fails = 0

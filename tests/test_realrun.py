@@ -339,6 +339,15 @@ def test_pinning_uses_distinct_cores_when_they_suffice(svm):
 
 
 # --- calibration microbenchmarks -------------------------------------------------------------
+def test_visit_and_sharing_diagnostics_run_the_same_arithmetic(svm):
+    from realrun.calibrate import sharing_rates, visit_rates
+
+    vr = visit_rates(svm, repeats=1)
+    assert list(vr["order"]) == ["resident", "storage", "random", "random-plain"] and (vr["samples_per_s"] > 0).all()
+    sr = sharing_rates(svm, threads=2, repeats=1)
+    assert list(sr["model"]) == ["shared", "private"] and (sr["samples_per_s"] > 0).all()
+
+
 def test_pingpong_and_coord_cost_measure_positive_times():
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs")
