@@ -63,7 +63,8 @@ from workload.trace import HISTORY_SCHEMA, SAMPLE_SCHEMA, conform, empty
 from . import kernels as K
 from .atomics import (atomic_add, calibrate_tsc, load_acquire, os_yield, prefetch, prefetch_l2, spin_pause, tsc,
                       tsc_now)
-from .engine import RealResult, WorkerFailed, _Layout, _options, reraise_worker_error, stop_workers
+from .engine import (RealResult, WorkerFailed, _Layout, _options, append_record_columns, reraise_worker_error,
+                     stop_workers)
 
 log = logging.getLogger(__name__)
 
@@ -424,28 +425,8 @@ def _samples_frame(raw, perm, every, ns_per_tick, tsc0) -> pd.DataFrame:
         for w, rec in enumerate(recs):
             m = rec.shape[0]
             pos = rec[:, REC_POS]
-            sw, ew = rec[:, K.REC_START], rec[:, K.REC_END]
-            start_seq = base + (sw >> 32)
-
-            def ns(col):
-                ticks = rec[:, col]
-                return np.where(ticks >= 0, np.rint((ticks - tsc0) * ns_per_tick), -1).astype(np.int64)
-
-            cols["sample"].append(start_seq)
-            cols["worker"].append(np.full(m, w, dtype=np.int32))
-            cols["epoch"].append(np.full(m, epoch, dtype=np.int32))
-            cols["position"].append(np.arange(m, dtype=np.int64) * every)
-            cols["term"].append(order[pos])
-            cols["step"].append(steps[pos])
-            cols["t_start"].append(ns(K.REC_T_START))
-            cols["t_read_done"].append(ns(K.REC_T_READ))
-            cols["t_write_start"].append(ns(K.REC_T_WRITE))
-            cols["t_end"].append(ns(K.REC_T_END))
-            cols["start_seq"].append(start_seq)
-            cols["read_seq"].append(np.full(m, -1, dtype=np.int64))
-            cols["end_seq"].append(base + (ew & mask))
-            cols["finished_at_start"].append(base + (sw & mask))
-            cols["started_at_end"].append(base + (ew >> 32))
+            append_record_columns(cols, rec, base, mask, tsc0, ns_per_tick, w, epoch,
+                                  np.arange(m, dtype=np.int64) * every, order[pos], steps[pos])
     if not cols["sample"]:
         return empty(SAMPLE_SCHEMA)
     df = pd.DataFrame({c: np.concatenate(v) for c, v in cols.items()})

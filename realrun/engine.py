@@ -453,33 +453,45 @@ def _samples_frame(raw, code, step0, beta, t0, p, every, ns_per_tick, tsc0) -> p
             m = int(st[w, K.ST_RECORDED])
             rec = rec[:m]
             pos = np.arange(m, dtype=np.int64) * every
-            sw, ew = rec[:, K.REC_START], rec[:, K.REC_END]
-            start_seq = base + (sw >> 32)
-
-            def ns(col):
-                ticks = rec[:, col]
-                return np.where(ticks >= 0, np.rint((ticks - tsc0) * ns_per_tick), -1).astype(np.int64)
-
-            cols["sample"].append(start_seq)
-            cols["worker"].append(np.full(m, w, dtype=np.int32))
-            cols["epoch"].append(np.full(m, epoch, dtype=np.int32))
-            cols["position"].append(pos)
-            cols["term"].append(order[pos])
-            cols["step"].append(_steps(code, step0, beta, t0, epoch, pos * p + w))
-            cols["t_start"].append(ns(K.REC_T_START))
-            cols["t_read_done"].append(ns(K.REC_T_READ))
-            cols["t_write_start"].append(ns(K.REC_T_WRITE))
-            cols["t_end"].append(ns(K.REC_T_END))
-            cols["start_seq"].append(start_seq)
-            cols["read_seq"].append(np.full(m, -1, dtype=np.int64))
-            cols["end_seq"].append(base + (ew & mask))
-            cols["finished_at_start"].append(base + (sw & mask))
-            cols["started_at_end"].append(base + (ew >> 32))
+            append_record_columns(cols, rec, base, mask, tsc0, ns_per_tick, w, epoch, pos, order[pos],
+                                  _steps(code, step0, beta, t0, epoch, pos * p + w))
     if not cols["sample"]:
         return empty(SAMPLE_SCHEMA)
     df = pd.DataFrame({c: np.concatenate(v) for c, v in cols.items()})
     df = df.sort_values("sample", kind="stable")
     return conform(df, SAMPLE_SCHEMA, what="realrun samples")
+
+
+def append_record_columns(cols, rec, base, mask, tsc0, ns_per_tick, w, epoch, position, term, step) -> None:
+    """Append one worker's recorded samples of one epoch to the SAMPLE_SCHEMA column lists.
+
+    ``rec`` rows hold the packed counter words read at each sample's start and end (started
+    count in the high 32 bits, finished count in the low bits, relative to ``base`` for the
+    epoch) and cycle-counter ticks (-1: not recorded), converted to ns since ``tsc0``.
+    """
+    m = rec.shape[0]
+    sw, ew = rec[:, K.REC_START], rec[:, K.REC_END]
+    start_seq = base + (sw >> 32)
+
+    def ns(col):
+        ticks = rec[:, col]
+        return np.where(ticks >= 0, np.rint((ticks - tsc0) * ns_per_tick), -1).astype(np.int64)
+
+    cols["sample"].append(start_seq)
+    cols["worker"].append(np.full(m, w, dtype=np.int32))
+    cols["epoch"].append(np.full(m, epoch, dtype=np.int32))
+    cols["position"].append(position)
+    cols["term"].append(term)
+    cols["step"].append(step)
+    cols["t_start"].append(ns(K.REC_T_START))
+    cols["t_read_done"].append(ns(K.REC_T_READ))
+    cols["t_write_start"].append(ns(K.REC_T_WRITE))
+    cols["t_end"].append(ns(K.REC_T_END))
+    cols["start_seq"].append(start_seq)
+    cols["read_seq"].append(np.full(m, -1, dtype=np.int64))
+    cols["end_seq"].append(base + (ew & mask))
+    cols["finished_at_start"].append(base + (sw & mask))
+    cols["started_at_end"].append(base + (ew >> 32))
 
 
 def stop_workers(sync, stop_slot: int, job, barriers, threads) -> None:
