@@ -409,15 +409,24 @@ def delay_model(f: Fit, kind: str = "empirical"):
 
 def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cost: float | None = None,
               delay: str = "empirical", line_coords: int = LINE_COORDS, epoch_seconds=None,
-              spec=None) -> Calibration:
+              spec=None, layout: str | None = None) -> Calibration:
     """Fit an ``hwsim.Machine`` to a realrun trace (module docstring).
 
     ``samples``: a SAMPLE_SCHEMA trace, or a ``realrun.RealResult`` (its samples,
     ``epoch_seconds`` and spec are then used). ``problem``/``terms``: the terms it processed.
     ``pingpong`` (``realrun.pingpong()``'s result) or ``coherence_cost`` (ns): the
     coherence cost; neither → 0 (off), and the report says so. ``delay``: which fitted
-    model the machine uses.
+    model the machine uses. ``layout``: the coordinate numbering the run used
+    (``"by-degree"`` when realrun renumbered, ``"as-given"``); by default read from a
+    RealResult's ``info["relabel"]``, else ``"as-given"``; recorded as the provenance's
+    ``memory_layout`` so :mod:`analysis.predict` simulates the same cache lines.
     """
+    if layout is None:
+        info = getattr(samples, "info", None) if not isinstance(samples, pd.DataFrame) else None
+        layout = "by-degree" if isinstance(info, Mapping) and info.get("relabel") else "as-given"
+    if layout not in ("as-given", "by-degree"):
+        raise ValueError(f"calibrate: layout = {layout!r}: must be 'as-given' or 'by-degree' (realrun's "
+                         "options.relabel); leave it None to read it from the RealResult")
     if not isinstance(samples, pd.DataFrame):
         res = samples
         samples = res.samples
@@ -436,7 +445,7 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
                             coherence_cost=max(int(round(cc)), 0), line_coords=int(line_coords))
     provenance = {"fitted_on_threads": list(f.fitted_on_threads), "trace_sha256": f.trace_sha256,
                   "samples": f.n_samples, "delay_model": delay, "coherence_source": cc_src,
-                  "coherence_ns": cc, "epoch_overhead_ns": f.epoch_overhead_ns,
+                  "coherence_ns": cc, "epoch_overhead_ns": f.epoch_overhead_ns, "memory_layout": layout,
                   "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str) if spec is not None else ""}
     return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay), provenance=provenance, fit=f)
 
@@ -502,13 +511,16 @@ def contention_problem(lines: int, *, rows: int = 20_000, line_coords: int = LIN
 
 
 def misses_per_sample(spec, machine, problem, *, threads: int = 2, probe: int = 1, engine: str = "fast",
-                      max_samples: int | None = 100_000) -> float:
+                      max_samples: int | None = 100_000, layout: str = "as-given") -> float:
     """How many coherence misses per sample hwsim charges on ``problem`` at ``threads``
     cores: (simulated time at coherence cost ``probe`` − at 0) / probe, per sample, per core
-    (one epoch; on a row subset of ``max_samples`` rows when larger)."""
+    (one epoch; on a row subset of ``max_samples`` rows when larger), in the coordinate
+    numbering ``layout`` (:func:`analysis.predict.simulated_problem`)."""
     import hwsim
 
-    from .predict import subsample_problem
+    from .predict import simulated_problem, subsample_problem
+
+    problem = simulated_problem(problem, layout)
 
     if max_samples is not None and problem.N > max_samples:
         problem = subsample_problem(problem, max_samples, spec.seed)
@@ -541,7 +553,10 @@ def fit_coherence(spec, *, lines: int, rows: int = 20_000, epochs: int = 3, repe
     import realrun
 
     prob = contention_problem(lines, rows=rows)
-    base = spec.replace(epochs=epochs, threads=1, schedule="constant")
+    # the problem's layout (one coordinate per line) is the point of the benchmark: realrun
+    # must not renumber it (its default packs equal-degree coordinates into shared lines)
+    base = spec.replace(epochs=epochs, threads=1, schedule="constant",
+                        options={**dict(spec.options or {}), "relabel": False})
     realrun.run(base.replace(epochs=1), problem=prob)
     realrun.run(base.replace(epochs=1, threads=2), problem=prob)
     runs = {1: [], 2: []}
@@ -550,7 +565,7 @@ def fit_coherence(spec, *, lines: int, rows: int = 20_000, epochs: int = 3, repe
             runs[p].append(realrun.run(base.replace(threads=p), problem=prob))
     med = {p: float(np.median([r.samples_per_s for r in rs])) for p, rs in runs.items()}
     one = sorted(runs[1], key=lambda r: r.samples_per_s)[len(runs[1]) // 2]
-    cal = calibrate(one, problem=prob, coherence_cost=0, delay=delay)
+    cal = calibrate(one, problem=prob, coherence_cost=0, delay=delay, layout="as-given")
     sim_spec = base.replace(epochs=1)
     overhead = cal.provenance["epoch_overhead_ns"]
 

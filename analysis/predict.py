@@ -18,6 +18,14 @@ supports, so the per-pair conflict probability, the hot features and the per-sam
 are those of the full problem, and samples/s and the τ distribution are taken from the
 subset unchanged (``mode = "subsample"``). The objective of a subset says nothing about
 the full problem's, so convergence is only reported for full runs (``mode = "full"``).
+
+Memory layout. hwsim counts coherence misses per cache line, line = coordinate //
+``line_coords``, so it must simulate the coordinate numbering the measured run used:
+realrun renumbers the linear problems by descending degree (``options.relabel``, recorded
+in the calibration's provenance as ``memory_layout``).  ``layout = "by-degree"`` simulates
+:func:`workload.layout.relabel_by_degree`'s problem (before any row subset is drawn, so
+degrees are the full problem's, as realrun computes them); ``"as-given"`` the problem as
+it is; ``None`` takes the calibration's ``memory_layout`` (``"as-given"`` when unknown).
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ from .overlap import tau_histogram, tau_summary
 log = logging.getLogger(__name__)
 
 DEFAULT_CORES = (1, 2, 4, 8, 16, 32, 64)
+LAYOUTS = ("as-given", "by-degree")
 #: Points with more samples than this are simulated on a row subset (module docstring).
 MAX_SAMPLES = 200_000
 #: The spawn key (under STREAM_DATA) of the row subset's stream.
@@ -79,6 +88,24 @@ def subsample_problem(problem, rows: int, seed: int):
     return make_problem(problem.name, sub, **params)
 
 
+def layout_of(prov: dict, layout: str | None) -> str:
+    """The memory layout to simulate: ``layout`` when given, else the calibration's."""
+    chosen = layout if layout is not None else prov.get("memory_layout", "as-given") or "as-given"
+    if chosen not in LAYOUTS:
+        raise ValueError(f"layout = {chosen!r}: must be one of {', '.join(LAYOUTS)} (or None: the calibration's "
+                         "memory_layout); use 'by-degree' for realrun runs with options.relabel on")
+    return chosen
+
+
+def simulated_problem(problem, layout: str):
+    """``problem`` in the coordinate numbering ``layout`` names (module docstring)."""
+    if layout == "by-degree" and problem.name in ("svm", "logistic", "least-squares"):
+        from workload.layout import relabel_by_degree
+
+        return relabel_by_degree(problem)[0]
+    return problem
+
+
 def _simulate():
     import hwsim
 
@@ -90,13 +117,15 @@ def _simulate():
 
 def predict_detail(spec: RunSpec, machine, *, cores: Sequence[int] = DEFAULT_CORES, problem=None,
                    engine: str = "fast", max_samples: int | None = MAX_SAMPLES,
-                   epoch_overhead_ns: float | None = None) -> Prediction:
+                   epoch_overhead_ns: float | None = None, layout: str | None = None) -> Prediction:
     """Simulate ``spec`` at every core count (module docstring).
 
     ``machine``: an ``hwsim.Machine`` or an :class:`analysis.calibrate.Calibration` (whose
     provenance is carried into the rows). ``problem``: built from the spec when None.
+    ``layout``: the coordinate numbering to simulate (module docstring, "Memory layout").
     """
     machine, prov = _machine_and_provenance(machine)
+    layout = layout_of(prov, layout)
     cores = sorted({int(c) for c in cores})
     if not cores or cores[0] < 1:
         raise ValueError(f"cores = {cores!r}: must be integers >= 1; e.g. cores=(1, 2, 4)")
@@ -107,6 +136,7 @@ def predict_detail(spec: RunSpec, machine, *, cores: Sequence[int] = DEFAULT_COR
         from workload.build import build_problem
 
         problem = build_problem(spec)
+    problem = simulated_problem(problem, layout)
     if epoch_overhead_ns is None:
         epoch_overhead_ns = float(prov.get("epoch_overhead_ns", 0.0) or 0.0)
     simulate = _simulate()
@@ -136,7 +166,7 @@ def predict_detail(spec: RunSpec, machine, *, cores: Sequence[int] = DEFAULT_COR
             "tau_mean": ts["mean"], "tau_p50": ts["p50"], "tau_p99": ts["p99"], "tau_max": ts["max"],
             "lost_updates": int(res.lost_updates), "lost_per_sample": int(res.lost_updates) / max(n_samples, 1),
             "final_objective": float(res.history["objective"].iloc[-1]) if mode == "full" else math.nan,
-            "calibrated_on_threads": calibrated_on, "epoch_overhead_ns": epoch_overhead_ns,
+            "calibrated_on_threads": calibrated_on, "epoch_overhead_ns": epoch_overhead_ns, "layout": layout,
         })
         if mode == "full":
             h = res.history.copy()
@@ -158,13 +188,14 @@ def predict_detail(spec: RunSpec, machine, *, cores: Sequence[int] = DEFAULT_COR
 
 
 def predict(spec: RunSpec, machine, *, cores: Sequence[int] = DEFAULT_CORES, problem=None, engine: str = "fast",
-            max_samples: int | None = MAX_SAMPLES, epoch_overhead_ns: float | None = None) -> pd.DataFrame:
+            max_samples: int | None = MAX_SAMPLES, epoch_overhead_ns: float | None = None,
+            layout: str | None = None) -> pd.DataFrame:
     """The per-core-count table of :func:`predict_detail`: ``kind, threads, cores, engine,
     mode, simulated_samples, simulated_seconds, samples_per_s, speedup, tau_mean, tau_p50,
     tau_p99, tau_max, lost_updates, lost_per_sample, final_objective,
-    calibrated_on_threads, epoch_overhead_ns, speedup_base_threads``."""
+    calibrated_on_threads, epoch_overhead_ns, layout, speedup_base_threads``."""
     return predict_detail(spec, machine, cores=cores, problem=problem, engine=engine, max_samples=max_samples,
-                          epoch_overhead_ns=epoch_overhead_ns).summary
+                          epoch_overhead_ns=epoch_overhead_ns, layout=layout).summary
 
 
 def _cpus(cores, default: int) -> int:

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         if args.coherence in ("pingpong", "both"):
             calibrations.append(("pingpong", c_pp))
         if args.coherence in ("contention", "both"):
-            k = cal.misses_per_sample(spec, c_pp.machine, problem)
+            k = cal.misses_per_sample(spec, c_pp.machine, problem, layout=c_pp.provenance["memory_layout"])
             h, mb = cal.fit_coherence(spec, lines=max(1, int(round(k))), repeats=args.repeats)
             print(f"# {regime}: contention microbenchmark: {k:.1f} lines/sample -> coherence cost {h} ns "
                   f"(1 thr {mb['samples_per_s_median'].iloc[0] / 1e6:.2f}M/s, "

@@ -118,3 +118,30 @@ def test_missing_pieces_are_not_applicable_and_keys_match():
         cmp.compare(m.drop(columns="samples_per_s"), p)
     v = cmp.verdicts(df)
     assert "figure" in v.columns
+
+
+def _tau_hist(p, zero_share, n=1000):
+    z = int(round(zero_share * n))
+    return pd.DataFrame({"threads": p, "tau": [0, 1, 2], "count": [z, (n - z) // 2, n - z - (n - z) // 2]})
+
+
+def test_time_shared_measurement_is_not_a_verdict():
+    """40% of the measured 2-thread samples overlapped nothing against 1% predicted: the
+    threads took turns; the throughput figures are not applicable, with both shares in
+    the note; τ's own figures are still compared."""
+    m_tau, p_tau = _tau_hist(2, 0.40), _tau_hist(2, 0.01)
+    df = cmp.compare(_measured(sps2=(110.0, 110.0, 110.0)), _predicted(sps1=100.0, sps2=200.0),
+                     measured_tau=m_tau, predicted_tau=p_tau)
+    for fig in ("speedup", "samples_per_s"):
+        r = _fig(df, 2, fig)
+        assert r["verdict"] == NOT_APPLICABLE and "time-shared: 40.0%" in r["note"] and "1.0%" in r["note"]
+    assert _fig(df, 2, "tau_ks")["verdict"] in (AGREES, DISAGREES)
+
+
+def test_parallel_measurement_keeps_its_verdict():
+    """An excess of 5 points (6% vs 1%) is within CONCURRENCY_TAU0_EXCESS_MAX: judged as usual."""
+    df = cmp.compare(_measured(sps2=(110.0, 110.0, 110.0)), _predicted(sps1=100.0, sps2=200.0),
+                     measured_tau=_tau_hist(2, 0.06), predicted_tau=_tau_hist(2, 0.01))
+    assert _fig(df, 2, "speedup")["verdict"] == DISAGREES
+    assert cmp.tau0_share(_tau_hist(2, 0.25)) == pytest.approx(0.25)
+    assert cmp.tau0_share(pd.DataFrame({"tau": [0, 0, 3, 1]})) == pytest.approx(0.5)
