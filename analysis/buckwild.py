@@ -108,3 +108,71 @@ def accuracy_loss(low: pd.DataFrame, full: pd.DataFrame) -> pd.DataFrame:
     df["loss"] = df["objective_low"] - df["objective_full"]
     df["relative"] = df["loss"] / df["objective_full"].abs()
     return df
+
+
+# ----------------------------------------------------------------------------------------
+# For the report's buckwild section (analysis.study.section_buckwild)
+# ----------------------------------------------------------------------------------------
+#: The model's range is chosen to hold the full-precision run's largest |x_j| this many times over.
+MODEL_HEADROOM = 2.0
+BOUND_CHECK = "‖x_K − x̃⋆‖² <= a_K / α (Markov)"
+SATURATION_CHECK = "model within its range (no saturation)"
+
+
+def model_exp_for(x_full: np.ndarray, bits: int, *, headroom: float = MODEL_HEADROOM) -> int:
+    """``options.model_exp`` for a ``bits``-bit model that holds ``headroom`` · max|x_j| of a
+    full-precision model ``x_full`` without saturating: the finest grid δ = 2^-model_exp at
+    which it fits (:func:`workload.buckwild.auto_data_exp`), within the range
+    :func:`workload.buckwild.validate_options` allows ([0, bits + 8]).
+
+    De Sa et al. (NIPS 2015, §4) fix the scale per problem; this picks it from the float64
+    run of the same spec, so the low-precision runs lose accuracy to rounding, not to
+    saturation (which the report shows separately).
+    """
+    if bits not in B.BITS:
+        raise ValueError(f"model_exp_for: bits = {bits!r}; must be one of {B.BITS}")
+    if not (headroom >= 1.0):
+        raise ValueError(f"model_exp_for: headroom = {headroom!r}; must be >= 1 (e.g. {MODEL_HEADROOM})")
+    x = np.asarray(x_full, dtype=np.float64)
+    max_abs = float(np.max(np.abs(x))) if x.size else 0.0
+    return int(min(max(B.auto_data_exp(headroom * max_abs, bits), 0), bits + 8))
+
+
+def saturated_count(x_run: np.ndarray, cfg: B.Config) -> int:
+    """Coordinates of an integer model at either end of its range (where adds saturate)."""
+    lo, hi = cfg.model_range()
+    q = np.asarray(x_run)
+    return int(np.count_nonzero((q <= lo) | (q >= hi)))
+
+
+def bound_check_rows(spec, problem, x_run: np.ndarray, *, alpha: float = DEFAULT_ALPHA) -> list[dict]:
+    """:func:`check_bound` as two report rows (:func:`analysis.verdicts.check_row` columns
+    plus ``check``, ``sigma2``, ``a_K``, ``a_K_no_rounding``, ``rounding_term``, ``alpha``):
+
+    * :data:`SATURATION_CHECK`: coordinates at the range ends <= 0 (saturation voids the bound);
+    * :data:`BOUND_CHECK`: ‖x_K − x̃⋆‖² <= a_K/α, *not applicable* when the model saturated
+      or when ``options.rounding = "nearest"`` (biased: the martingale argument of De Sa et
+      al. §4 needs unbiased rounding, so no variance bound of this form exists).
+    """
+    from .verdicts import check_row
+
+    cfg = B.validate_options(spec, problem)
+    lo, hi = cfg.model_range()
+    n_sat = saturated_count(x_run, cfg)
+    nan = float("nan")
+    extra = {"sigma2": nan, "a_K": nan, "a_K_no_rounding": nan, "rounding_term": nan, "alpha": float(alpha)}
+    sat = {"check": SATURATION_CHECK, **check_row(n_sat, 0, "<=", note=f"integer range [{lo}, {hi}], "
+                                                                   f"δ = 2^-{cfg.model_exp}"), **extra}
+    if cfg.rounding != B.STOCHASTIC:
+        delta = 2.0**-cfg.model_exp
+        why = (f"nearest rounding is biased (up to δ/2 = {delta / 2:g} per coordinate per update); the bound's "
+               "martingale argument needs unbiased (stochastic) rounding")
+        return [sat, {"check": BOUND_CHECK, **check_row(None, None, "<=", not_applicable=why), **extra}]
+    r = check_bound(spec, problem, x_run, alpha=alpha)
+    why = "the model saturated, which voids the bound" if n_sat else None
+    row = {"check": BOUND_CHECK,
+           **check_row(r["observed"], r["threshold"], "<=", not_applicable=why,
+                       note=f"rounding variance σ_Q² = Ωδ²/4 per update; P(violation | bound true) <= α = {alpha:g}"),
+           "sigma2": r["sigma2"], "a_K": r["bound"], "a_K_no_rounding": r["bound_no_rounding"],
+           "rounding_term": r["rounding_term"], "alpha": float(alpha)}
+    return [sat, row]

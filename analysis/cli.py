@@ -338,7 +338,7 @@ def cmd_run(args) -> int:
                      "epoch_seconds": [float(s) for s in res.epoch_seconds], "jit_seconds": float(res.jit_seconds),
                      "lost_updates": None if res.lost_updates is None else int(res.lost_updates),
                      "threads": int(res.threads), "cores": [list(c) if isinstance(c, (tuple, list)) else c for c in res.cores],
-                     "interrupted": bool(res.interrupted),
+                     "interrupted": bool(res.interrupted), "relabel": bool((res.info or {}).get("relabel", False)),
                      "final_objective": float(res.history["objective"].iloc[-1]),
                      "model_sha256": sha256_arrays(res.x)})
         if res.interrupted:
@@ -386,8 +386,11 @@ def cmd_calibrate(args) -> int:
     if not args.no_pingpong:
         pingpong = need("realrun", "pingpong")()
     res = json.loads((Path(args.run_dir) / "result.json").read_text())
-    cal = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec,
-                    epoch_seconds=res["runs"][0]["epoch_seconds"])
+    run0 = res["runs"][0]
+    relabel = run0.get("relabel", dict(spec.options).get("relabel", spec.problem in ("svm", "logistic",
+                                                                                     "least-squares")))
+    cal = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, epoch_seconds=run0["epoch_seconds"],
+                    layout="by-degree" if relabel else "as-given")
     dest = Path(args.out)
     cal.save(dest)
     if cal.table is not None and len(cal.table):
@@ -510,7 +513,7 @@ def _study_from_args(args):
         if ignored:
             raise CLIError(f"{', '.join(ignored)} with --spec: the spec file fixes the data; edit [run.data] / "
                            "[dense.run.data] in it instead")
-        return spec.replace(**changes) if changes else spec
+        return _study_extras(args, spec.replace(**changes) if changes else spec)
     if args.a8a and not Path(args.a8a).is_file():
         raise FileNotFoundError(f"{args.a8a}: a8a data file not found (given as --a8a); give the path of a8a(.gz) "
                                 "or leave --a8a out")
@@ -520,6 +523,19 @@ def _study_from_args(args):
                          epochs=args.epochs)
     if args.no_a8a:
         spec = spec.replace(dense=None)
+    return _study_extras(args, spec)
+
+
+def _study_extras(args, spec):
+    """``--buckwild`` and ``--sweep`` on top of a study spec; the sweep (from the flag or the
+    spec) must name a sweep folder or a valid grid now, not after the real runs."""
+    if args.buckwild:
+        spec = spec.replace(buckwild=True)
+    if args.sweep is not None:
+        _sw.sweep_source(args.sweep)  # FileNotFoundError / GridError naming the path: exit 2
+        spec = spec.replace(sweep=str(Path(args.sweep).resolve()))
+    elif spec.sweep is not None:
+        _sw.sweep_source(spec.sweep)
     return spec
 
 
@@ -803,6 +819,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seed", type=int, default=0, help="root seed (default %(default)s)")
     rep.add_argument("--a8a", help="path of a8a(.gz) (default ../shared/data/a8a.gz next to the repository)")
     rep.add_argument("--no-a8a", action="store_true", help="leave out the dense-conflict case")
+    rep.add_argument("--buckwild", action="store_true",
+                     help="add the Buckwild! section: int16 / int8 against float64 (about 30 s more)")
+    rep.add_argument("--sweep", metavar="DIR_OR_GRID",
+                     help="add a sweep section: summarise a sweep folder, or run a (small) grid .toml and summarise it")
     rep.add_argument("--print-spec", action="store_true", help="print the study spec as TOML and exit")
     rep.add_argument("--render", metavar="REPORT_DIR", help="only re-render index.html/report.md of a report folder")
     rep.add_argument("-q", "--quiet", action="store_true")

@@ -267,6 +267,45 @@ def fig_noise(tables: Mapping[str, pd.DataFrame]):
                        "bounds with M from the problem's constants and τ_k each sample's overlap.")
 
 
+BUCKWILD_COLORS = {"float64": "#444444", "int16": "#1f77b4", "int8": "#2ca02c", "int8-nearest": "#d62728"}
+
+
+def fig_buckwild(tables: Mapping[str, pd.DataFrame]):
+    """Objective per epoch of each Buckwild! variant and float64 at one thread (measured)."""
+    h = tables.get("buckwild_history")
+    if h is None or len(h) == 0:
+        return None, "no data: table buckwild_history was not produced"
+    h = h[h["threads"] == 1]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    for variant, g in h.groupby("variant", sort=False):  # float64 wide underneath: int16 often covers it
+        style = dict(linewidth=4.0, alpha=0.4, marker=None) if variant == "float64" else MEASURED_LINE
+        ax.plot(g["epoch"], g["objective"], color=BUCKWILD_COLORS.get(variant, "#000000"), label=variant, **style)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("objective f(x)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    return _png(fig), ("Objective after each epoch at one thread, measured on real threads (realrun): float64 "
+                       "Hogwild! and Buckwild! at int16 / int8 with unbiased (stochastic) rounding and int8 with "
+                       "biased (nearest) rounding, same spec, seed and visit order.")
+
+
+def fig_sweep(points: pd.DataFrame, x: str, hue: str | None, ys, kind: str):
+    """One panel per figure in ``ys`` over the sweep axis ``x`` (:func:`analysis.sweep.plot_sweep`)."""
+    from .sweep import plot_sweep_panels, varying_axes
+
+    if not ys:
+        return None, "no data: the sweep recorded none of the plotted figures (no point is done)"
+    fig = plot_sweep_panels(points, x, hue, ys)
+    what = "simulated by hwsim" if kind == "simulated" else "measured (some points are real runs)"
+    others = [a for a in varying_axes(points) if a not in (x, hue)]
+    shared = f"{x}" + (f" and {hue}" if hue else "")
+    agg = (f" Points that share {shared} differ in {', '.join(others)}: their mean is plotted, with a bar from "
+           "their min to max." if others else "")
+    return _png(fig), (f"{', '.join(ys)} over the sweep axis {x}" + (f", one line per value of {hue}" if hue else "")
+                       + f" ({what}); done points only." + agg)
+
+
 # ----------------------------------------------------------------------------------------
 # Tables
 # ----------------------------------------------------------------------------------------
@@ -347,9 +386,30 @@ def verdicts(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         for c in ("measured", "predicted", "observed", "bound", "verdict"):
             d[c] = df[c].values if c in df.columns else math.nan
         frames.append(d)
+    for name, what in (("buckwild_sim", lambda df: [f"{v}: hwsim = realrun at 1 worker (model bit for bit)"
+                                                    for v in df["variant"]]),
+                       ("buckwild_bound", lambda df: [f"{v}: {c}" for v, c in zip(df["variant"], df["check"])]),
+                       ("sweep_checks", _sweep_check_labels)):
+        df = tables.get(name)
+        if df is None or "verdict" not in df.columns or len(df) == 0:
+            continue
+        d = pd.DataFrame({"source": name, "workload": df["workload"].values if "workload" in df.columns else "",
+                          "what": what(df)})
+        for c in ("measured", "predicted", "observed", "bound", "verdict"):
+            d[c] = df[c].values if c in df.columns else math.nan
+        frames.append(d)
     if not frames:
         return pd.DataFrame(columns=["source", "verdict"])
     return pd.concat(frames, ignore_index=True)
+
+
+def _sweep_check_labels(df: pd.DataFrame) -> list[str]:
+    """``point #i (axis=value, ...): check`` for each row of a sweep's check table."""
+    from .verdicts import CHECK_COLUMNS
+
+    axes = [c for c in df.columns if c not in ("source", "point_id", "index", "kind", "check", *CHECK_COLUMNS)]
+    return [f"point #{r['index']} ({', '.join(f'{a}={_fmt(r[a])}' for a in axes)}): {r['check']}"
+            for r in df.to_dict("records")]
 
 
 def headline(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -653,6 +713,16 @@ def render_report(folder: str | Path) -> Path:
                          "Time to accuracy: minibatch-sync vs hogwild under the same stragglers (simulated)")))
             doc.table(tables["straggler_tta"])
 
+    # --- Buckwild! ---------------------------------------------------------------------
+    doc.heading("Buckwild!: int16 / int8 against float64", 2, "buckwild")
+    if _status_line(doc, manifest, "buckwild") or "buckwild_runs" in tables:
+        _render_buckwild(doc, tables, manifest)
+
+    # --- parameter sweep ----------------------------------------------------------------
+    doc.heading("Parameter sweep", 2, "sweep")
+    if _status_line(doc, manifest, "sweep") or "sweep_status" in tables:
+        _render_sweep(doc, tables, manifest)
+
     # --- dense case -------------------------------------------------------------------
     doc.heading("Dense-conflict case: a8a", 2, "dense")
     if _status_line(doc, manifest, "dense") or "dense_real_runs" in tables:
@@ -701,6 +771,102 @@ def render_report(folder: str | Path) -> Path:
     atomic_write_bytes(folder / "index.html", html_text.encode())
     atomic_write_bytes(folder / "report.md", ("\n".join(doc.m) + "\n").encode())
     return folder / "index.html"
+
+
+def _kind(manifest: Mapping, table: str) -> str:
+    return str(manifest.get("tables", {}).get(table, {}).get("kind", "?"))
+
+
+def buckwild_throughput(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and thread count: samples/s (median, min, max over the repeats) and the
+    median's ratio to float64's at the same thread count."""
+    rows = []
+    for (variant, t), g in runs.groupby(["variant", "threads"], sort=False):
+        sps = g["samples_per_s"].to_numpy(dtype=float)
+        rows.append({"variant": variant, "threads": int(t), "samples/s (measured)": float(np.median(sps)),
+                     "min": float(sps.min()), "max": float(sps.max()), "repeats": int(sps.size)})
+    df = pd.DataFrame(rows)
+    if len(df):
+        base = df[df["variant"] == "float64"].set_index("threads")["samples/s (measured)"]
+        df["vs float64"] = [r / base.get(t, math.nan) for r, t in zip(df["samples/s (measured)"], df["threads"])]
+        df = df.sort_values(["threads", "variant"], key=lambda c: c.map(
+            {v: i for i, v in enumerate(BUCKWILD_COLORS)}) if c.name == "variant" else c, kind="stable")
+    return df.reset_index(drop=True)
+
+
+def _render_buckwild(doc: "Doc", tables: Mapping[str, pd.DataFrame], manifest: Mapping) -> None:
+    doc.para("Buckwild! (De Sa, Zhang, Olukotun and Ré, NIPS 2015, §4): model and data in int16 / int8 fixed "
+             "point, updates rounded stochastically (unbiased) or to nearest (biased), against float64 Hogwild! "
+             "on the study's workload with the same spec and seed. Each model's scale δ = 2^-model_exp is the "
+             "finest at which twice the float64 model's largest coordinate fits, so accuracy is lost to rounding, "
+             "not to saturation (the 'saturated' column counts coordinates at the range ends).")
+    if "buckwild_accuracy" in tables:
+        doc.para("Accuracy loss: final objective against float64's at one thread (deterministic runs); loss = "
+                 "objective − objective_float64 (> 0: worse), relative = loss / objective_float64:")
+        doc.table(tables["buckwild_accuracy"])
+    doc.figure("buckwild_convergence", _safe_fig(fig_buckwild, tables))
+    if "buckwild_runs" in tables:
+        doc.para(f"Throughput, {_kind(manifest, 'buckwild_runs')} on real threads (realrun, instrumentation off; "
+                 "median and range over the repeats; vs float64: ratio of medians at the same thread count):")
+        doc.table(buckwild_throughput(tables["buckwild_runs"]))
+    if "buckwild_sim" in tables:
+        sim = tables["buckwild_sim"]
+        n_ok = int(sim["bit_for_bit"].sum())
+        doc.para(f"hwsim at one worker against realrun, on {int(sim['rows'].iloc[0])} rows of the workload (a "
+                 f"seeded subset where it has more), {_kind(manifest, 'buckwild_sim')}: the integer models are "
+                 f"equal bit for bit in {n_ok} of {len(sim)} variants (bit_for_bit):")
+        doc.table(sim.drop(columns=["model_sha256"]))
+    if "buckwild_bound" in tables:
+        doc.para("The rounding-variance term in the convergence bound (analysis.buckwild): a_K is the bound on "
+                 "E‖x_K − x̃⋆‖² with the rounding variance σ_Q² = Ωδ²/4 per update (rounding_term: what σ_Q² adds), "
+                 "x̃⋆ the optimum over the quantised data; the one-worker run's ‖x_K − x̃⋆‖² is held against a_K/α "
+                 "(Markov: a correct run fails with probability at most α). Biased (nearest) rounding is outside "
+                 "the bound's assumptions:")
+        doc.table(_compact(tables["buckwild_bound"], ("variant", "rows", "check", "observed", "bound", "ratio",
+                                                      "verdict", "sigma2", "a_K", "rounding_term", "note")))
+
+
+def _render_sweep(doc: "Doc", tables: Mapping[str, pd.DataFrame], manifest: Mapping) -> None:
+    import re
+
+    from .sweep import plot_axes, report_figures
+
+    st = tables.get("sweep_status")
+    if st is None or len(st) == 0:
+        doc.missing("no data: table sweep_status was not produced")
+        return
+    s = st.iloc[0]
+    kind = _kind(manifest, "sweep_points")
+    how = ("a sweep folder, read as it is (a rerun reads it again)" if s["source_kind"] == "folder"
+           else "a grid, run by this study into sweep/ (a rerun runs it again)")
+    doc.para(f"Sweep {s['source']}: {how}. Of {int(s['points'])} points, {int(s['done'])} done, "
+             f"{int(s['failed'])} failed, {int(s['pending'])} not run. Its tables are {kind}"
+             + (" (hwsim: they must regenerate bit for bit)." if kind == "simulated"
+                else " (some points are real runs)."))
+    if bool(s["partial"]):
+        doc.missing(f"partial sweep: {int(s['pending'])} of {int(s['points'])} points not run (yet); the verdicts "
+                    f"and plots cover the {int(s['done'])} done points (resume with `wildcheck sweep GRID --out "
+                    f"FOLDER`)")
+    if "sweep_verdicts" in tables:
+        checks = str(s.get("checks", "")) or "none"
+        doc.para(f"Verdicts across the grid, one row per point: completed (done / failed / not run) and each of "
+                 f"the grid's [checks] ({checks}: holds / violated / not applicable); details per check in "
+                 "data/sweep_checks.parquet:")
+        doc.table(tables["sweep_verdicts"].drop(columns=["point_id"]), max_rows=100)
+    points = tables.get("sweep_points")
+    if points is not None and len(points):
+        ys = report_figures(points)
+        axes = plot_axes(points)
+        if not axes:
+            doc.para("No axis takes more than one value: nothing to plot over.", "note")
+        for x, hue in axes:
+            name = "sweep_" + re.sub(r"[^A-Za-z0-9_.-]", "_", x)
+            doc.figure(name, _safe_fig(fig_sweep, points, x, hue, ys, kind))
+    if "sweep_failures" in tables:
+        f = tables["sweep_failures"]
+        doc.para(f"Failed points ({len(f)}); tracebacks in {s['source'] if s['source_kind'] == 'folder' else 'sweep'}"
+                 "/failures/<point_id>.json:")
+        doc.table(f, max_rows=100)
 
 
 def _lost_updates(tables) -> pd.DataFrame:

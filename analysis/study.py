@@ -133,6 +133,14 @@ class StudySpec:
     machine
         A pinned hwsim machine (``hwsim.Machine.to_dict()``) for every simulation, or None
         to calibrate one from the study's own measurements.
+    buckwild
+        Run the Buckwild! section (int16 / int8 against float64 on the workload; ~30 s of
+        runs, simulations and JIT compilation, so off by default: ``--buckwild``).
+    sweep
+        A parameter sweep to summarise (section ``sweep``): the path of a sweep's output
+        folder (finished, partial or running: re-read as it is, also by a rerun) or of a
+        grid ``.toml`` (run into ``<report>/sweep/`` through :func:`analysis.sweep.run_sweep`,
+        in this process, and again by a rerun); None: not requested.
     """
 
     name: str = "default"
@@ -148,6 +156,8 @@ class StudySpec:
     budget_s: float = BUDGET_S
     machine: Mapping[str, Any] | None = None
     machine_provenance: Mapping[str, Any] | None = None
+    buckwild: bool = False
+    sweep: str | None = None
 
     def __post_init__(self):
         for name in ("schemes", "threads", "predict_cores", "dense_schemes"):
@@ -169,7 +179,9 @@ class StudySpec:
         study = {"name": self.name, "schemes": list(self.schemes), "threads": list(self.threads),
                  "repeats": self.repeats, "predict_cores": list(self.predict_cores),
                  "dense_schemes": list(self.dense_schemes), "sim_engine": self.sim_engine,
-                 "epsilon": float(self.epsilon), "budget_s": float(self.budget_s)}
+                 "epsilon": float(self.epsilon), "budget_s": float(self.budget_s), "buckwild": bool(self.buckwild)}
+        if self.sweep is not None:
+            study["sweep"] = self.sweep
         doc: dict[str, Any] = {"study": study, "run": self.run.to_dict()}
         if self.dense is not None:
             doc["dense"] = {"run": self.dense.to_dict()}
@@ -280,6 +292,14 @@ def validate_study(s: StudySpec) -> None:
         err("machine", s.machine, "must be a table (hwsim.Machine.to_dict())", "write it as a [machine] table")
     if s.machine_provenance is not None and not isinstance(s.machine_provenance, Mapping):
         err("machine_provenance", s.machine_provenance, "must be a table", "write it as a [machine_provenance] table")
+    if not isinstance(s.buckwild, bool):
+        err("buckwild", s.buckwild, "must be true or false", "write buckwild = true to run the Buckwild! section")
+    # Only the form here: whether the folder or grid exists is checked where it is used
+    # (the CLI, before running; the section, which is 'not available' when it is gone), as
+    # for a data file, so a saved spec stays readable on another machine.
+    if s.sweep is not None and (not isinstance(s.sweep, str) or not s.sweep.strip()):
+        err("sweep", s.sweep, "must be the path of a sweep output folder or of a sweep grid .toml",
+            "e.g. sweep = 'reports/sweep-small' or sweep = 'examples/sweep_small.toml', or remove it")
 
 
 def thread_counts(cores: int) -> tuple[int, ...]:
@@ -875,6 +895,200 @@ def section_stragglers(study: Study) -> None:
               section="stragglers")
 
 
+# --- Buckwild! (issue 8) -------------------------------------------------------------------
+#: (variant, scheme, bits, rounding): float64 Hogwild! and Buckwild! at int16 / int8 with
+#: unbiased rounding, and int8 with biased (nearest) rounding, on the study's workload.
+BUCKWILD_VARIANTS = (("float64", "hogwild", 64, None), ("int16", "buckwild", 16, "stochastic"),
+                     ("int8", "buckwild", 8, "stochastic"), ("int8-nearest", "buckwild", 8, "nearest"))
+BUCKWILD_THREADS = (1, 2)  # measured thread counts, where the study's threads include them
+BUCKWILD_CHECK_ROWS = 5_000  # rows of the subset for hwsim vs realrun and the bound (x̃⋆ per variant)
+
+
+def _buckwild_units(spec: StudySpec) -> int:
+    if not spec.buckwild:
+        return 0
+    threads = [t for t in BUCKWILD_THREADS if t in spec.threads] or [1]
+    return len(BUCKWILD_VARIANTS) * len(threads) * spec.repeats + len(BUCKWILD_VARIANTS) - 1
+
+
+def buckwild_spec(base: RunSpec, variant: str, model_exp: Mapping[int, int], threads: int = 1) -> RunSpec:
+    """``base`` as one of :data:`BUCKWILD_VARIANTS`: float64 Hogwild!, or Buckwild! with data
+    and model at ``bits`` bits, the model scale ``model_exp[bits]`` and the variant's rounding."""
+    _, scheme, bits, rounding = next(v for v in BUCKWILD_VARIANTS if v[0] == variant)
+    if scheme != "buckwild":
+        return base.replace(scheme=scheme, dtype="float64", threads=threads)
+    return base.replace(scheme="buckwild", threads=threads,
+                        options={"model_bits": bits, "data_bits": bits, "model_exp": int(model_exp[bits]),
+                                 "rounding": rounding})
+
+
+def section_buckwild(study: Study) -> None:
+    """Buckwild! against float64 on the study's workload (De Sa et al., NIPS 2015, §4):
+
+    * real runs of every :data:`BUCKWILD_VARIANTS` at 1 and 2 threads (those of the study's
+      threads), repeated, without instrumentation (throughput: *measured*); the final
+      objective of each against float64's at 1 thread (the accuracy loss; one thread is
+      deterministic).  Each model's scale is picked from the float64 run
+      (:func:`analysis.buckwild.model_exp_for`);
+    * on a seeded subset of :data:`BUCKWILD_CHECK_ROWS` rows: each Buckwild! variant at one
+      worker in hwsim and in realrun, and whether the two integer models are equal bit for
+      bit (*simulated*); and the rounding-variance bound's check of that run
+      (:func:`analysis.buckwild.bound_check_rows`: x̃⋆ of the quantised subset is cheap
+      where the full problem's is not).
+    """
+    spec = study.spec
+    if not spec.buckwild:
+        raise NotRequested("Buckwild! is off by default (about 30 s on the default workload); pass --buckwild or "
+                           "set [study] buckwild = true")
+    realrun = need("realrun", "run")
+    simulate = need("hwsim", "simulate")
+    losses = need("workload.buckwild", "LOSSES")
+    if spec.run.problem not in losses:
+        raise Unavailable(f"Buckwild! runs the linear problems ({', '.join(losses)}); the workload's problem is "
+                          f"{spec.run.problem!r}")
+    from .buckwild import accuracy_loss, bound_check_rows, model_exp_for, saturated_count
+
+    problem = _problem(study, WORKLOAD, spec.run)
+    threads = [t for t in BUCKWILD_THREADS if t in spec.threads] or [1]
+    names = [v[0] for v in BUCKWILD_VARIANTS]  # float64 first: its 1-thread run sets the models' scale
+    rows, hist, model_exp, first = [], [], {}, {}
+    complete = False
+    try:
+        for rep in range(spec.repeats):
+            for name in names:
+                for t in threads:
+                    study.check_budget(f"Buckwild! {name} x{t} repeat {rep}")
+                    run_spec = buckwild_spec(spec.run, name, model_exp, t)
+                    res = realrun(run_spec, problem=problem, instrument=False)
+                    cfg = res.info["config"] if run_spec.scheme == "buckwild" else None
+                    if name == "float64" and t == 1 and rep == 0:
+                        model_exp.update({bits: model_exp_for(res.x, bits) for _, s, bits, _ in BUCKWILD_VARIANTS
+                                          if s == "buckwild"})
+                    _, scheme, bits, rounding = BUCKWILD_VARIANTS[names.index(name)]
+                    rows.append({"workload": WORKLOAD, "variant": name, "scheme": scheme, "bits": bits,
+                                 "rounding": rounding or "", "model_exp": float(cfg.model_exp) if cfg else math.nan,
+                                 "threads": t, "repeat": rep, "samples_per_s": float(res.samples_per_s),
+                                 "seconds": float(np.sum(res.epoch_seconds)), "jit_seconds": float(res.jit_seconds),
+                                 "final_objective": float(res.history["objective"].iloc[-1]),
+                                 "saturated": float(saturated_count(res.x, cfg)) if cfg else math.nan,
+                                 "model_sha256": environment.sha256_arrays(np.asarray(res.x))})
+                    if rep == 0:
+                        hist.append(_label(res.history, workload=WORKLOAD, variant=name, threads=t))
+                        first[(name, t)] = res
+                    study.tick(note=f"buckwild {name} x{t} #{rep}")
+        complete = True
+    finally:
+        if rows:
+            study.put("buckwild_runs", pd.DataFrame(rows), kind="measured", section="buckwild", complete=complete)
+            study.put("buckwild_history", pd.concat(hist, ignore_index=True), kind="measured", section="buckwild",
+                      complete=complete)
+    full = first[("float64", 1)]
+    acc = []
+    for name in names[1:]:
+        loss = accuracy_loss(first[(name, 1)].history, full.history).iloc[-1]
+        r = next(x for x in rows if x["variant"] == name and x["threads"] == 1)
+        acc.append({"workload": WORKLOAD, "variant": name, "bits": r["bits"], "rounding": r["rounding"],
+                    "model_exp": r["model_exp"], "objective": float(loss["objective_low"]),
+                    "objective_float64": float(loss["objective_full"]), "loss": float(loss["loss"]),
+                    "relative": float(loss["relative"]), "saturated": r["saturated"]})
+    study.put("buckwild_accuracy", pd.DataFrame(acc), kind="measured", section="buckwild",
+              note="one thread: deterministic runs")
+
+    # hwsim vs realrun at one worker, and the bound, on a seeded subset
+    subsample = need("analysis.predict", "subsample_problem")
+    sub = problem if problem.N <= BUCKWILD_CHECK_ROWS else subsample(problem, BUCKWILD_CHECK_ROWS, spec.run.seed)
+    cal = study.state.get("calibration")
+    if cal is not None:
+        machine, machine_name = dataclasses.replace(cal.machine, cores=1), "calibrated, 1 core"
+    else:
+        machine, machine_name = need("hwsim", "Machine")(cores=1), "hwsim.Machine(cores=1) (no calibration)"
+    sims, checks = [], []
+    for name in names[1:]:
+        study.check_budget(f"Buckwild! {name} in hwsim")
+        one = buckwild_spec(spec.run, name, model_exp, 1)
+        real = realrun(one, problem=sub, instrument=False)
+        sim = simulate(one, machine, problem=sub, engine=spec.sim_engine, coord_trace=False)
+        same = bool(real.x.dtype == sim.x.dtype and np.array_equal(real.x, sim.x))
+        sims.append({"workload": WORKLOAD, "variant": name, "rows": int(sub.N), "epochs": int(one.epochs),
+                     "machine": machine_name, "engine": str(sim.engine),
+                     "sim_final_objective": float(sim.history["objective"].iloc[-1]),
+                     "real_final_objective": float(real.history["objective"].iloc[-1]),
+                     "model_sha256": environment.sha256_arrays(np.asarray(sim.x)), "bit_for_bit": same,
+                     "verdict": "identical" if same else "differs"})
+        for row in bound_check_rows(one, sub, real.x):
+            checks.append({"workload": WORKLOAD, "variant": name, "rows": int(sub.N), **row})
+        study.tick(note=f"buckwild {name} hwsim")
+    study.put("buckwild_sim", pd.DataFrame(sims), kind="simulated", section="buckwild")
+    # "measured", not "computed": x̃⋆ comes from the problem's solver (for svm liblinear, whose
+    # coordinate order is drawn from an unseeded generator), so its last digits vary between solves
+    study.put("buckwild_bound", pd.DataFrame(checks), kind="measured", section="buckwild",
+              note="one-worker realrun (deterministic) against x̃⋆ of the quantised rows (solver: last digits vary)")
+
+
+# --- A parameter sweep (issue 12) ----------------------------------------------------------
+SWEEP_FOLDER = "sweep"  # where a grid given to the study runs, inside the report folder
+
+
+def section_sweep(study: Study) -> None:
+    """Summarise a parameter sweep (:mod:`analysis.sweep`): points done / failed / pending,
+    the verdicts across the grid (its ``[checks]``), the failures, and the results table the
+    report plots over the axes.
+
+    ``[study] sweep`` names a sweep folder (read as it is: a partial one is summarised as
+    partial) or a grid ``.toml``, run here into ``<report>/sweep/`` in this process (so a
+    rerun runs it again and its simulated points must regenerate bit for bit).  Tables are
+    *simulated* when every point is a simulation, *measured* when some are real runs.
+    """
+    src = study.spec.sweep
+    if src is None:
+        raise NotRequested("no sweep given (pass --sweep DIR_OR_GRID, or set [study] sweep)")
+    sw = need("analysis.sweep")
+    try:
+        kind, path = sw.sweep_source(src)
+    except FileNotFoundError as exc:
+        raise Unavailable(str(exc)) from None
+    interrupted = False
+    if kind == "grid":
+        grid = sw.load_grid(path)
+        study.check_budget(f"the sweep {path} ({len(grid)} points)")
+        folder = study.out / SWEEP_FOLDER
+        try:
+            sw.run_sweep(grid, folder, workers=1, progress=False)
+        except KeyboardInterrupt:  # run_sweep committed what finished: summarise it, then stop
+            interrupted = True
+        checks = dict(grid.checks)
+        how = f"grid {path} run into {SWEEP_FOLDER}/ (a rerun runs it again)"
+    else:
+        folder = path
+        checks = sw.read_checks(folder)
+        how = f"sweep folder {path} read as it is (a rerun reads it again)"
+    results = sw.load_results(folder)
+    counts = sw.sweep_counts(results)
+    kind_of = "measured" if (results["kind"] == "real").any() else "simulated"
+    summary = sw.summarise_sweep(results, checks)
+    status = {"source": str(src), "source_kind": kind, **counts,
+              "checks": ", ".join(c for c in dict.fromkeys(summary["check"]) if c != "completed")}
+    complete = not counts["partial"]
+    study.put("sweep_status", pd.DataFrame([status]), kind=kind_of, section="sweep", note=how)
+    points = results.drop(columns=[c for c in sw.NONDETERMINISTIC_COLUMNS if c in results.columns])
+    study.put("sweep_points", points, kind=kind_of, section="sweep", complete=complete,
+              note=f"{how}; wall_s / cpu_s / worker (vary run to run) in {folder}/results.parquet")
+    study.put("sweep_checks", summary, kind=kind_of, section="sweep", complete=complete)
+    study.put("sweep_verdicts", sw.verdict_grid(summary), kind=kind_of, section="sweep", complete=complete)
+    failed = results[results["status"] == "failed"]
+    if len(failed):
+        cols = ["index", "point_id", "kind", *sw.axis_columns(results), "error_type", "error_message"]
+        study.put("sweep_failures", failed[cols], kind=kind_of, section="sweep",
+                  note=f"tracebacks in {folder}/failures/<point_id>.json")
+    study.tick(note="sweep")
+    if counts["partial"]:
+        part = study.state.setdefault("partial", {})
+        part["sweep"] = (f"partial sweep: {counts['done']} of {counts['points']} points done, {counts['failed']} "
+                         f"failed, {counts['pending']} not run")
+    if interrupted:
+        raise KeyboardInterrupt
+
+
 def _n_sim(schemes, threads, cores) -> int:
     return sum(1 if s == "serial" else len(set(threads) | set(cores)) for s in schemes)
 
@@ -890,6 +1104,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("noise", "Noise terms of the perturbed iterate (hwsim)", section_noise),
     Section("theory", "Theory checks", section_theory),
     Section("stragglers", "Synchronous minibatch SGD under stragglers (hwsim)", section_stragglers),
+    Section("buckwild", "Buckwild!: int16 / int8 against float64", section_buckwild, _buckwild_units),
+    Section("sweep", "Parameter sweep", section_sweep),
     Section("dense", "Dense-conflict case (a8a)", section_dense,
             lambda s: 0 if s.dense is None else len(_real_configs(s.dense_schemes, s.threads)) * s.repeats
             + _n_sim(s.dense_schemes, s.threads, ())),
@@ -1075,6 +1291,7 @@ def rerun_spec(folder: str | Path) -> StudySpec:
 MEASURED_KEYS = {
     "real_runs": (("workload", "scheme", "threads"), ("samples_per_s", "final_objective")),
     "dense_real_runs": (("workload", "scheme", "threads"), ("samples_per_s", "final_objective")),
+    "buckwild_runs": (("workload", "variant", "threads"), ("samples_per_s", "final_objective")),
 }
 
 

@@ -86,7 +86,10 @@ Output folder (tables and JSON written atomically: temporary file, then rename)
 
 Reading: :func:`load_results` (works while a sweep runs, or after it was killed),
 :func:`load_history`, :func:`load_failures`; for the report: :func:`summarise_sweep`
-(verdicts per point and check) and :func:`plot_sweep` (a figure over the axes).
+(verdicts per point and check) and :func:`plot_sweep` (a figure over the axes), and for its
+sweep section (``wildcheck report --sweep DIR_OR_GRID``, :func:`analysis.study.section_sweep`)
+:func:`sweep_source`, :func:`sweep_counts`, :func:`verdict_grid`, :func:`plot_axes`,
+:func:`report_figures` and :func:`plot_sweep_panels`.
 
 Command line: ``wildcheck sweep GRID.toml [--out DIR] [--scheduler ADDRESS] [--workers N]``
 (in :mod:`analysis.cli`); ``python -m analysis.sweep`` is the same command.
@@ -1330,6 +1333,128 @@ def plot_sweep(results: pd.DataFrame, x: str, y: str, hue: str | None = None, *,
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# For the report's sweep section (``wildcheck report --sweep DIR_OR_GRID``)
+# ----------------------------------------------------------------------------------------
+#: Result columns plotted over a sweep's axes, in this order, where the sweep recorded them.
+REPORT_FIGURES = ("samples_per_s", "final_objective", "tau_mean", "tau_max", "lost_updates")
+#: A second varying axis is used as the hue of a plot when it has at most this many values.
+MAX_HUE_VALUES = 8
+
+
+def sweep_source(path: str | Path) -> tuple[str, Path]:
+    """What a sweep argument names: ``("folder", path)`` for a sweep's output folder (one
+    with ``plan.parquet``: finished, partial or still running), ``("grid", path)`` for a grid
+    ``.toml`` (parsed and checked here: a bad grid raises :class:`GridError`).
+
+    Raises ``FileNotFoundError`` naming the path and the fix when it is neither.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "plan.parquet").is_file():
+            raise FileNotFoundError(f"{p}: not a sweep folder (no plan.parquet); give a folder written by "
+                                    "`wildcheck sweep` or the path of a grid .toml")
+        return "folder", p
+    if p.is_file():
+        if p.suffix != ".toml":
+            raise FileNotFoundError(f"{p}: neither a sweep folder nor a grid .toml; give a folder written by "
+                                    "`wildcheck sweep` or a grid such as examples/sweep_small.toml")
+        load_grid(p)
+        return "grid", p
+    raise FileNotFoundError(f"{p}: no such sweep folder or grid file; give a folder written by `wildcheck sweep` "
+                            "or the path of a grid .toml (e.g. examples/sweep_small.toml)")
+
+
+def read_checks(out_dir: str | Path) -> dict:
+    """The ``[checks]`` table of the grid a sweep folder ran (its ``grid.toml``); {} if none."""
+    path = Path(out_dir) / "grid.toml"
+    if not path.is_file():
+        return {}
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError(str(path), None, f"not valid TOML ({exc})", "the sweep folder is damaged; run the sweep "
+                        "again into a new folder") from None
+    checks = doc.get("checks", {})
+    return dict(checks) if isinstance(checks, Mapping) else {}
+
+
+def sweep_counts(results: pd.DataFrame) -> dict:
+    """Points in all, done, failed and pending (not run yet); ``partial`` when any is pending."""
+    status = results["status"] if "status" in results.columns else pd.Series([], dtype=object)
+    done, failed = int((status == "done").sum()), int((status == "failed").sum())
+    pending = int(len(results)) - done - failed
+    return {"points": int(len(results)), "done": done, "failed": failed, "pending": pending,
+            "partial": pending > 0}
+
+
+def varying_axes(results: pd.DataFrame) -> list[str]:
+    """The axis columns (:func:`axis_columns`) that take more than one value across the points."""
+    return [c for c in axis_columns(results) if results[c].map(_label).nunique(dropna=False) > 1]
+
+
+def plot_axes(results: pd.DataFrame) -> list[tuple[str, str | None]]:
+    """``(x, hue)`` for one plot per varying axis: the hue is the other varying axis with the
+    fewest values (at most :data:`MAX_HUE_VALUES`; ties: the first in the grid), or None."""
+    axes = varying_axes(results)
+    counts = {c: results[c].map(_label).nunique(dropna=False) for c in axes}
+    out = []
+    for x in axes:
+        others = [c for c in axes if c != x and counts[c] <= MAX_HUE_VALUES]
+        out.append((x, min(others, key=lambda c: (counts[c], axes.index(c))) if others else None))
+    return out
+
+
+def report_figures(results: pd.DataFrame) -> list[str]:
+    """The :data:`REPORT_FIGURES` a sweep recorded (a finite value at one done point at least)."""
+    done = results[results["status"] == "done"] if "status" in results.columns else results
+    out = []
+    for c in REPORT_FIGURES:
+        if c in done.columns and np.isfinite(pd.to_numeric(done[c], errors="coerce").astype("float64")).any():
+            out.append(c)
+    return out
+
+
+def plot_sweep_panels(results: pd.DataFrame, x: str, hue: str | None, ys: Sequence[str], *, agg: str = "mean"):
+    """One figure, one :func:`plot_sweep` panel per figure in ``ys``, all over the axis ``x``."""
+    if not ys:
+        raise ValueError("plot_sweep_panels: ys is empty; give result columns to plot, e.g. report_figures(results)")
+    from matplotlib.figure import Figure
+
+    ncol = min(2, len(ys))
+    nrow = math.ceil(len(ys) / ncol)
+    fig = Figure(figsize=(5.2 * ncol, 3.6 * nrow), dpi=100)
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    for ax, y in zip(axes.flat, ys):
+        plot_sweep(results, x, y, hue, agg=agg, ax=ax)
+        ax.set_title(f"{y} over {x}", fontsize="medium")
+    for ax in list(axes.flat)[len(ys):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def verdict_grid(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summarise_sweep`'s rows (one per point and check) as one row per point: the
+    point's keys and axes, one column per check holding its verdict (``completed``: done /
+    failed / not run), and ``note`` (a failed point's error), in plan order."""
+    from .verdicts import CHECK_COLUMNS
+
+    keys = [c for c in summary.columns if c not in ("source", "check", *CHECK_COLUMNS)]
+    keys = [c for c in ("index",) if c in keys] + [c for c in keys if c != "index"]
+    checks = list(dict.fromkeys(summary["check"]))
+    rows: dict[str, dict] = {}
+    for r in summary.to_dict("records"):
+        row = rows.setdefault(r["point_id"], {**{k: r[k] for k in keys}, "note": ""})
+        row[r["check"]] = r["verdict"]
+        if r["check"] == "completed" and r["note"]:
+            row["note"] = r["note"]
+    df = pd.DataFrame(list(rows.values()), columns=[*keys, *checks, "note"])
+    for k in keys:
+        df[k] = df[k].astype(summary[k].dtype)
+    return df.sort_values("index", kind="stable").reset_index(drop=True) if "index" in df.columns else df
 
 
 # ----------------------------------------------------------------------------------------

@@ -186,8 +186,10 @@ class LinearProblem(Problem):
         from sklearn.svm import LinearSVC
 
         As = A[:, active]
+        # liblinear's dual coordinate descent visits coordinates in a random order: seed it, so
+        # the optimum (and every table computed from it) is the same on every solve
         clf = LinearSVC(C=1.0 / (mu * t.N), loss="hinge", fit_intercept=False, dual=True, tol=1e-10,
-                        max_iter=200000)
+                        max_iter=200000, random_state=0)
         clf.fit(As, t.y)
         x[active] = clf.coef_.ravel()
         return Solution(x=x, f=self.objective(x), method="LinearSVC (liblinear dual CD), tol 1e-10", tolerance=1e-10)
