@@ -1,5 +1,7 @@
-"""Buckwild! (issue 8): unbiased rounding, bit-for-bit engines against the integer oracle,
-saturation, option validation, the rounding-aware bound.
+"""Buckwild! (issue 8): unbiased rounding, bit-for-bit engines against the integer oracle
+(both write modes), saturation, option validation, the rounding-aware bound, realrun's
+per-sample trace.  The multi-worker rmw / atomic replay against the one-operation-at-a-time
+oracle is in tests/properties/test_buckwild_properties.py.
 
 Named thresholds: the unbiasedness test has family-wise false-alarm rate ALPHA = 1e-3
 (Bonferroni over the tested values, two-sided z-test against the null variance f(1 − f)/n
@@ -21,6 +23,7 @@ from analysis.buckwild import accuracy_loss, check_bound, rounding_variance
 from realrun.buckwild import serial_fast
 from workload import buckwild as B
 from workload.build import build_problem
+from workload.order import worker_orders
 from workload.spec import DataSpec, RunSpec, SpecError
 
 ALPHA = 1e-3  # family-wise false-alarm rate of the unbiasedness test
@@ -102,13 +105,14 @@ def test_regulariser_paths_equal_oracle(mode, monkeypatch):
     assert np.array_equal(np.array(B.oracle_run(pr, spec)[-1], dtype=np.int64), RB.serial_fast(spec, pr)[-1])
 
 
+@pytest.mark.parametrize("write_mode", ["rmw", "atomic"])
 @pytest.mark.parametrize("problem,engine", [
     ("svm", "fast"), ("svm", "reference"), ("logistic", "reference"),
     # hwsim's fast engine compiles once per problem kernel (~20 s on a busy machine)
     pytest.param("logistic", "fast", marks=pytest.mark.slow),
 ])
-def test_one_worker_hwsim_equals_oracle_and_realrun(engine, problem):
-    spec = small_spec(problem=problem)
+def test_one_worker_hwsim_equals_oracle_and_realrun(engine, problem, write_mode):
+    spec = small_spec(problem=problem, write_mode=write_mode)
     pr = build_problem(spec)
     machine = hwsim.Machine(cores=2, read_cost=3, write_cost=5, delay=hwsim.Exponential(200.0))
     sim = hwsim.simulate(spec, machine, problem=pr, engine=engine)
@@ -117,6 +121,7 @@ def test_one_worker_hwsim_equals_oracle_and_realrun(engine, problem):
     assert np.array_equal(np.array(oracle[-1], dtype=np.int64), sim.x.astype(np.int64))
     assert np.array_equal(real.x, sim.x)
     assert np.allclose(sim.history.objective.to_numpy(), real.history.objective.to_numpy(), rtol=0, atol=0)
+    assert sim.lost_updates == 0 and real.lost_updates == 0
 
 
 def test_hwsim_engines_agree_with_four_workers():
@@ -190,3 +195,81 @@ def test_rounding_bound_holds_and_accuracy_loss_is_small():
     assert abs(loss["relative"].iloc[-1]) < 0.01
     with pytest.raises(ValueError, match="stochastic"):
         rounding_variance(cfg._replace(rounding=B.NEAREST), 10)
+
+
+# --- realrun's per-sample trace (the shared schema and decoder of realrun.engine) ----------
+
+def test_realrun_trace_matches_schema_orders_and_counts():
+    spec = small_spec(threads=2, epochs=2)
+    pr = build_problem(spec)
+    r = realrun.run(spec, problem=pr)
+    s = r.samples
+    hog = realrun.run(spec.replace(scheme="hogwild", options={}), problem=pr)
+    assert list(s.columns) == list(hog.samples.columns) and (s.dtypes == hog.samples.dtypes).all()
+    assert len(s) == spec.epochs * pr.N and r.instrument
+    assert np.array_equal(s["sample"].to_numpy(), np.arange(len(s)))  # every sample, in start order
+    for (w, epoch), g in s.groupby(["worker", "epoch"]):
+        order = worker_orders(spec, pr.N, epoch)[w]
+        g = g.sort_values("position")
+        assert np.array_equal(g["position"].to_numpy(), np.arange(order.size))
+        assert np.array_equal(g["term"].to_numpy(), order)
+        t = g[["t_start", "t_read_done", "t_write_start", "t_end"]].to_numpy()
+        assert (t >= 0).all() and (np.diff(t, axis=1) >= 0).all()
+        # Lock-free samples of one worker abut: one clock reading ends one and starts the next.
+        assert np.array_equal(t[1:, 0], t[:-1, 3])
+    tau = r.tau()
+    assert tau.min() >= 0 and tau.max() <= len(s)
+    assert (s["end_seq"] >= s["finished_at_start"]).all()
+    assert r.samples_per_s > 0 and r.info["ns_per_tick"] > 0
+
+
+def test_one_thread_trace_has_no_overlap_and_instrumentation_changes_no_value():
+    spec = small_spec(epochs=2)
+    pr = build_problem(spec)
+    on = realrun.run(spec, problem=pr)
+    off = realrun.run(spec, problem=pr, instrument=False)
+    assert np.array_equal(on.x, off.x)
+    assert (on.tau() == 0).all() and len(on.samples) == 2 * pr.N
+    assert off.samples.empty and not off.instrument
+
+
+@pytest.mark.parametrize("every,clock", [(3, 2), (1, 4), (5, 1)])
+def test_trace_every_and_clock_every(every, clock):
+    spec = small_spec(threads=2, options=dict(model_bits=8, data_bits=8, trace_every=every, clock_every=clock))
+    pr = build_problem(spec)
+    r = realrun.run(spec, problem=pr)
+    s = r.samples
+    pos = s["position"].to_numpy()
+    assert (pos % every == 0).all()
+    assert len(s) == sum(-(-o.size // every) for e in range(spec.epochs)
+                         for o in worker_orders(spec, pr.N, e))
+    timed = (pos % clock == 0)
+    for c in ("t_start", "t_read_done", "t_write_start", "t_end"):
+        assert (s[c].to_numpy()[timed] >= 0).all() and (s[c].to_numpy()[~timed] == -1).all()
+    assert (r.tau() >= 0).all()
+    assert r.info["trace_every"] == every and r.info["clock_every"] == clock
+
+
+def test_atomic_writes_lose_nothing_with_two_threads():
+    spec = small_spec(threads=2, epochs=2, write_mode="atomic")
+    r = realrun.run(spec)
+    assert r.lost_updates == 0 and r.info["write_mode"] == "atomic" and r.info["cas_failures"] >= 0
+    assert realrun.run(spec.replace(write_mode="rmw")).lost_updates is None  # not measured
+
+
+@pytest.mark.parametrize("name,value", [("relabel", True), ("count_lost", True), ("trace_every", 0),
+                                        ("clock_every", "2"), ("prefetch", -1)])
+def test_realrun_options_errors_name_option_value_and_fix(name, value):
+    spec = small_spec(options=dict(model_bits=8, data_bits=8, **{name: value}))
+    with pytest.raises(SpecError) as err:
+        realrun.run(spec)
+    msg = str(err.value)
+    assert f"options.{name}" in msg and repr(value) in msg and ("set" in msg or "remove" in msg)
+
+
+def test_prefetch_distance_changes_no_value():
+    spec = small_spec(epochs=2)
+    pr = build_problem(spec)
+    a = realrun.run(spec, problem=pr, instrument=False)
+    b = realrun.run(spec.replace(options=dict(model_bits=8, data_bits=8, prefetch=0)), problem=pr, instrument=False)
+    assert np.array_equal(a.x, b.x) and b.info["prefetch"] == 0
