@@ -491,6 +491,21 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str) -
     return df
 
 
+# --- coherence from the k-lines ping-pong (lines in flight) ----------------------------------------
+
+def coherence_in_flight(fit, lines: float) -> float:
+    """The cost (ns) of one cache-line transfer when ``lines`` of them are in flight at
+    once, from :func:`realrun.coherence.overlap_fit`'s line ``half round = a + b·k``: the
+    per-line share ``a/k + b`` at ``k = lines`` (at k = 1, the lone transfer ``a + b``).
+
+    Choose ``lines`` as the transfers one sample's read phase issues together: half of
+    the workload's :func:`misses_per_sample` (which counts reads and writes), as a sample
+    reads its support with independent loads and the core overlaps their misses."""
+    if not (isinstance(lines, (int, float, np.integer, np.floating)) and math.isfinite(lines) and lines >= 1):
+        raise ValueError(f"coherence_in_flight: lines = {lines!r}: must be a number >= 1 (transfers in flight)")
+    return float(fit.latency_ns) / float(lines) + float(fit.marginal_ns)
+
+
 # --- coherence from a contention microbenchmark -------------------------------------------------
 
 def contention_problem(lines: int, *, rows: int = 20_000, line_coords: int = LINE_COORDS):

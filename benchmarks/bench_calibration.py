@@ -19,8 +19,12 @@ the benchmark
    warm-up that compiles);
 2. calibrates an ``hwsim.Machine`` on the median-throughput 1-thread run's trace plus the
    coherence cost -- from ``realrun.calibrate.pingpong`` (``--coherence pingpong``, issue
-   13's recipe) and/or from ``analysis.calibrate.fit_coherence``'s contention
-   microbenchmark (``--coherence contention``); nothing from the workload's 2-thread runs;
+   13's recipe: one line's latency), from the k-lines ping-pong at the number of misses a
+   sample's read phase has in flight (``inflight``: :mod:`realrun.coherence`,
+   :func:`analysis.calibrate.coherence_in_flight`) and/or from
+   ``analysis.calibrate.fit_coherence``'s contention microbenchmark (``contention``);
+   nothing from the workload's 2-thread runs; the prediction simulates realrun's memory
+   layout (coordinates renumbered by degree, ``analysis.predict``'s ``layout``);
 3. predicts 1 and 2 threads with hwsim's fast engine (one epoch of all rows:
    ``analysis.predict``'s subsample mode with max_samples = N);
 4. compares (``analysis.compare``): the 1→2-thread speedup (median over repeats) against
@@ -58,9 +62,10 @@ def _args(argv=None):
     ap.add_argument("--delay", default="empirical", help="delay model of the calibrated machine")
     ap.add_argument("--predict-samples", type=int, default=None, help="samples per predicted point (default N)")
     ap.add_argument("--out", default=None, help="folder for the tables (parquet) and machines (toml)")
-    ap.add_argument("--coherence", default="pingpong", choices=("pingpong", "contention", "both"),
-                    help="coherence cost from the ping-pong (issue 13), from the contention microbenchmark fit "
-                         "(analysis.calibrate.fit_coherence), or both (one row each)")
+    ap.add_argument("--coherence", default="pingpong,inflight",
+                    help="comma list: pingpong (one line's latency, issue 13's recipe), inflight (the k-lines "
+                         "ping-pong's per-line cost at the workload's misses in flight, realrun.coherence), "
+                         "contention (analysis.calibrate.fit_coherence); one row each")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
 
@@ -90,7 +95,19 @@ def main(argv=None) -> int:
     problem = build_problem(base)
     print(f"# data: {problem.N} rows x {problem.n} features, {problem.terms.nnz / problem.N:.1f} nnz/row "
           f"(built in {time.perf_counter() - t0:.1f}s)", flush=True)
+    hows = [h.strip() for h in args.coherence.split(",") if h.strip()]
+    bad = [h for h in hows if h not in ("pingpong", "inflight", "contention")]
+    if bad or not hows:
+        raise SystemExit(f"--coherence {args.coherence!r}: use a comma list of pingpong, inflight, contention")
     pp = pingpong()
+    ovl = None
+    if "inflight" in hows:
+        from realrun.coherence import overlap_fit
+
+        ovl = overlap_fit()
+        print(f"# k-lines ping-pong: half round = {ovl.latency_ns:.1f} + {ovl.marginal_ns:.2f}·k ns "
+              f"(lone transfer {ovl.lone_ns:.1f} ns, overlap {ovl.overlap:.1f}); per k: "
+              + ", ".join(f"{int(r.k)}: {r.per_line_ns:.1f}" for r in ovl.table.itertuples()), flush=True)
     cc = coord_cost(n=problem.n, support=int(round(args.nnz)))
     print(f"# pingpong: {pp.transfer_ns:.1f} ns per cache-line transfer (cores {pp.cores}); "
           f"coord_cost microbenchmark: read {cc.read_ns:.2f} ns, write {cc.write_ns:.2f} ns per coordinate",
@@ -113,9 +130,17 @@ def main(argv=None) -> int:
         calib_run = ones[int(order[len(order) // 2])]
         c_pp = cal.calibrate(calib_run, problem=problem, pingpong=pp, delay=args.delay)
         calibrations = []
-        if args.coherence in ("pingpong", "both"):
+        if "pingpong" in hows:
             calibrations.append(("pingpong", c_pp))
-        if args.coherence in ("contention", "both"):
+        if "inflight" in hows:
+            k = cal.misses_per_sample(spec, c_pp.machine, problem, layout=c_pp.provenance["memory_layout"])
+            h = cal.coherence_in_flight(ovl, max(k / 2.0, 1.0))
+            print(f"# {regime}: {k:.1f} misses/sample -> {k / 2:.1f} lines in flight per phase -> coherence cost "
+                  f"{h:.1f} ns", flush=True)
+            c_in = cal.calibrate(calib_run, problem=problem, coherence_cost=h, delay=args.delay)
+            c_in.provenance["coherence_source"] = f"k-lines ping-pong at k = {k / 2:.1f}"
+            calibrations.append(("inflight", c_in))
+        if "contention" in hows:
             k = cal.misses_per_sample(spec, c_pp.machine, problem, layout=c_pp.provenance["memory_layout"])
             h, mb = cal.fit_coherence(spec, lines=max(1, int(round(k))), repeats=args.repeats)
             print(f"# {regime}: contention microbenchmark: {k:.1f} lines/sample -> coherence cost {h} ns "
