@@ -290,11 +290,12 @@ def cmd_simulate(args) -> int:
         machine = machine.replace(cores=spec.threads)
     out = _out(args, "simulate")
     problem = _build(spec)
-    res = simulate(spec, machine, problem=problem, engine=args.engine, coord_trace=args.coords)
+    # the coordinate trace streams to coords.parquet in chunks (hwsim.coordtrace: atomic; an
+    # interrupted run leaves coords.partial.parquet and says so)
+    res = simulate(spec, machine, problem=problem, engine=args.engine,
+                   coord_trace=(out / "coords.parquet") if args.coords else False)
     write_table(res.samples, out / "samples.parquet")
     write_table(res.history, out / "history.parquet")
-    if res.coords is not None:
-        write_table(res.coords, out / "coords.parquet")
     (out / "spec.toml").write_text(spec.to_toml())
     import tomli_w
 
@@ -746,7 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_args(sim)
     sim.add_argument("--machine", help="hwsim machine TOML (table [machine])")
     sim.add_argument("--engine", default="fast", choices=("fast", "reference"), help="hwsim engine (default %(default)s)")
-    sim.add_argument("--coords", action="store_true", help="also record the coordinate-level trace")
+    sim.add_argument("--coords", action="store_true",
+                     help="also record the coordinate-level trace, streamed in chunks to coords.parquet (with the "
+                          "memory-order columns read_op, wread_op, write_op)")
     sim.add_argument("--out", help="output folder (default reports/simulate-<timestamp>)")
     sim.add_argument("-q", "--quiet", action="store_true")
     sim.set_defaults(func=cmd_simulate)

@@ -5,16 +5,23 @@ Run (from the repository root)::
     .venv/bin/python benchmarks/bench_hwsim.py            # small cases (about a minute)
     .venv/bin/python benchmarks/bench_hwsim.py --big      # + one epoch of 800,000 × 47,236 on 16 cores
     .venv/bin/python benchmarks/bench_hwsim.py --big-only # only the big case
+    .venv/bin/python benchmarks/bench_hwsim.py --big-only --big-stream  # + the same epoch streaming
+                                                          # its coordinate trace to Parquet
 
 A *coordinate event* is one simulated coordinate read or write (2 per support entry per
 sample).  Events/s = events / seconds of one whole ``hwsim.simulate`` call (trace
 assembly and history evaluation included; data generation and JIT compilation excluded:
 the fast engine is warmed on a tiny run first and its compile time is printed).  Figures
 are medians of ``--repeats`` runs (the reference engine: half as many), as wall-clock and
-as process CPU time -- on a shared machine the CPU time is the steadier of the two.  Both
-engines are checked to produce the same trace hash.  The big case keeps the sample-level
-trace and turns the coordinate-level trace off; memory is reported as the peak of numpy
-allocations during the run (tracemalloc) and the process's peak resident set size.
+as process CPU time -- on a shared machine the CPU time is the steadier of the two; the load
+average is printed with them.  Fairness: both engines get the same problem object, spec and
+machine, produce the same outputs (trace hashes checked equal: the coordinate trace, when
+on, as DataFrames in both), are timed the same way (the previous result stays alive while
+the next run allocates, for both), and the events are counted once, from the problem.  The
+big case keeps the sample-level trace and turns the coordinate-level trace off (or, with
+``--big-stream``, streams it to a Parquet file in a temporary folder); memory is reported as
+the peak of numpy allocations during the run (tracemalloc) and the process's peak resident
+set size.
 
 Machine of every case: read 2 ticks, write 4, coherence miss 60, 8 coordinates per
 line, compute delay 100 + Exp(mean 50) ticks; hogwild with atomic writes, float64 state.
@@ -22,10 +29,13 @@ line, compute delay 100 + Exp(mean 50) ticks; hogwild with atomic writes, float6
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 
 
@@ -72,6 +82,10 @@ def _rss_mib():
     return cur, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _load() -> str:
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def _warm():
     import hwsim
 
@@ -87,7 +101,7 @@ def small(repeats: int, rows: int):
     events = 2 * int(problem.terms.nnz)
     print(f"small RCV1-shaped problem: {rows:,} rows x 47,236 features, {problem.terms.nnz / rows:.1f} nnz/row, "
           f"{events:,} coordinate events per epoch (one epoch per run)")
-    print(f"fast engine JIT compile (warm-up, excluded below): {_warm():.2f} s")
+    print(f"fast engine JIT compile (warm-up, excluded below): {_warm():.2f} s; {_load()}")
     print(f"{'cores':>5} {'coord trace':>11} {'engine':>9} {'wall s':>8} {'cpu s':>8} {'events/s (cpu)':>15} "
           f"{'ratio wall':>10} {'ratio cpu':>9}")
     for cores in (4, 16):
@@ -103,9 +117,10 @@ def small(repeats: int, rows: int):
             print(f"{cores:>5} {tr:>11} {'reference':>9} {ref_w:>8.3f} {ref_c:>8.3f} {events / ref_c:>15,.0f}")
             print(f"{cores:>5} {tr:>11} {'fast':>9} {fast_w:>8.4f} {fast_c:>8.4f} {events / fast_c:>15,.0f} "
                   f"{ref_w / fast_w:>9.0f}x {ref_c / fast_c:>8.0f}x")
+    print(_load())
 
 
-def big(repeats: int):
+def big(repeats: int, stream: bool = False):
     import tracemalloc
 
     import hwsim
@@ -130,20 +145,41 @@ def big(repeats: int):
           f"over {repeats} run(s); {events / med_c:,.0f} events/s (cpu); simulated {res.ticks * 1e-9 * 1e3:.2f} ms; "
           f"{len(res.samples):,} sample rows (target: <= 60 s)")
     print(f"memory: peak numpy allocations during simulate (tracemalloc) {traced_peak / 2**20:,.0f} MiB; "
-          f"process peak RSS {peak2:,.0f} MiB, resident after {cur2:,.0f} MiB")
+          f"process peak RSS {peak2:,.0f} MiB, resident after {cur2:,.0f} MiB; {_load()}")
+    if not stream:
+        return
+    del res
+    with tempfile.TemporaryDirectory(prefix="bench-hwsim-") as tmp:
+        path = Path(tmp) / "coords.parquet"
+        tracemalloc.start()
+        t, c = time.perf_counter(), time.process_time()
+        res = hwsim.simulate(spec, machine, problem=problem, engine="fast", coord_trace=path)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        _, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        cur3, peak3 = _rss_mib()
+        size = path.stat().st_size
+        print(f"16 cores, fast engine, one epoch, coordinate trace streamed to Parquet ({events // 2:,} rows, "
+              f"{size / 2**30:.2f} GiB, snappy): wall {wall:.2f} s, cpu {cpu:.2f} s (writing included); peak numpy "
+              f"allocations {traced_peak / 2**20:,.0f} MiB; process peak RSS {peak3:,.0f} MiB (the whole process so "
+              f"far), resident after {cur3:,.0f} MiB; {_load()}")
+        if res.coords_path != path:
+            raise SystemExit(f"the streamed result names {res.coords_path}, not {path}: a bug")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--big", action="store_true", help="also run the 800,000-row epoch on 16 cores")
     ap.add_argument("--big-only", action="store_true", help="only the big case")
+    ap.add_argument("--big-stream", action="store_true",
+                    help="with the big case, also stream its coordinate trace to Parquet (a temporary folder)")
     ap.add_argument("--repeats", type=int, default=5, help="repeats per case (median reported)")
     ap.add_argument("--rows", type=int, default=10_000, help="rows of the small problem")
     a = ap.parse_args(argv)
     if not a.big_only:
         small(a.repeats, a.rows)
     if a.big or a.big_only:
-        big(max(1, min(a.repeats, 3)))
+        big(max(1, min(a.repeats, 3)), stream=a.big_stream)
 
 
 if __name__ == "__main__":

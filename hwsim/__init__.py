@@ -19,16 +19,18 @@ The engines
       event loop (a tournament tree over cores picks the next ``(tick, core)``) that does
       the arithmetic in place with the same ``workload.fixed`` functions and the problem's
       own ``update`` kernel.  Identical sample / coordinate traces, memory order and
-      bit-identical final models (property-tested); roughly 60-80x the reference's
-      coordinate events per second (``benchmarks/bench_hwsim.py``), about 10^7 events/s at
-      16 cores.  Every scheme hwsim supports -- the lock schemes included -- runs on both
-      engines, so ``engine="fast"`` never falls back.
+      bit-identical final models (property-tested); about 120x the reference's coordinate
+      events per second with the coordinate trace off and 90-100x with it kept in memory
+      (``benchmarks/bench_hwsim.py``: 4.5-5.5·10^7 events/s at 4-16 cores, one core of a
+      shared VM).  Every scheme hwsim supports -- the lock schemes included --
+      runs on both engines, so ``engine="fast"`` never falls back.
 
 Extras beyond the contract
     ``SimResult.order`` (memory-operation numbers aligned with ``coords``: the exact total
     order of reads, rmw reads and stores, which :mod:`hwsim.checks` uses) and
-    ``SimResult.x0`` (the initial model).  The coordinate trace is kept in memory or turned
-    off (``coord_trace=False``); it is not streamed to Parquet.
+    ``SimResult.x0`` (the initial model).  The coordinate trace is kept in memory
+    (``coord_trace=True``), turned off (``False``) or streamed in chunks to a Parquet file
+    (``coord_trace="coords.parquet"``, :mod:`hwsim.coordtrace`).
 
 Use
     ``simulate(spec, machine)`` -> :class:`SimResult`; checks of the theory's assumptions on
@@ -38,21 +40,26 @@ Units: ticks everywhere; ``history.time`` in simulated seconds (ticks · 1e-9).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
 
+from workload.trace import COORD_SCHEMA
+
 from . import delays
+from .coordtrace import (CoordTraceFile, CoordTraceWriter, coord_trace_option, file_columns, iter_column,
+                         read_coord_trace)
 from .delays import (Constant, DelayModel, Empirical, Exponential, LogNormal, ShiftedExponential, StragglerMixture,
                      delay_from_dict)
 from .machine import Machine, MachineError, check_fits
 from .model import SCHEMES as SUPPORTED_SCHEMES
-from .model import SimResult, history_frame, scheme_code
+from .model import ORDER_SCHEMA, SimResult, history_frame, scheme_code
 
 ENGINES = ("fast", "reference")
 
 
-def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coord_trace: bool = True,
+def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coord_trace=True,
              with_opt: bool = False) -> SimResult:
     """Simulate ``spec`` on ``machine``.
 
@@ -66,12 +73,30 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
         Built with ``workload.build.build_problem(spec)`` when None.
     engine : {"fast", "reference"}
         Which engine runs (both produce identical results).
-    coord_trace : bool
-        Keep the coordinate-level trace (one row per coordinate access pair; large for
-        long runs).  The sample-level trace is always kept.
+    coord_trace : bool, str, os.PathLike or CoordTraceFile
+        True: keep the coordinate-level trace in memory (``result.coords`` and
+        ``result.order``; one row per support coordinate of each sample -- large for long
+        runs).  False: do not record it.  A ``*.parquet`` path (or a
+        :class:`~hwsim.coordtrace.CoordTraceFile` with the chunk size and codec): stream it
+        to that file in chunks, atomically (:mod:`hwsim.coordtrace`); ``result.coords_path``
+        names the file and ``result.coord_frames()`` reads it back.  The fast engine keeps
+        only one chunk in memory; the reference engine and the schemes with their own
+        engines build the trace in memory and then write the same file.  The sample-level
+        trace is always kept.
     with_opt : bool
         Fill ``history.dist2_opt`` with ‖x − x*‖² where the problem can give x*.
     """
+    keep, target = coord_trace_option(coord_trace)
+    if target is not None and not (engine == "fast" and spec.scheme in SUPPORTED_SCHEMES):
+        # these engines build the trace in memory: run with it, then write the same file
+        res = simulate(spec, machine, problem=problem, engine=engine, coord_trace=True, with_opt=with_opt)
+        if res.coords is None:
+            raise ValueError(f"coord_trace = {str(target.path)!r}: scheme {spec.scheme!r} records no coordinate-level "
+                             "trace; use coord_trace=False")
+        with CoordTraceWriter(target, with_order=res.order is not None) as w:
+            w.write_frames(res.coords, res.order)
+            path = w.close()
+        return dataclasses.replace(res, coords=None, order=None, coords_path=path)
     if engine not in ENGINES:
         raise ValueError(f"engine = {engine!r}: must be one of {', '.join(ENGINES)}; use 'fast' (default) or "
                          "'reference' (the SimPy specification)")
@@ -80,21 +105,21 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
     if spec.scheme == "minibatch-sync":  # barrier per step: hwsim.sync (its own rules and engines)
         from .sync import simulate_sync
 
-        return simulate_sync(spec, machine, problem=problem, engine=engine, coord_trace=coord_trace, with_opt=with_opt)
+        return simulate_sync(spec, machine, problem=problem, engine=engine, coord_trace=keep, with_opt=with_opt)
     if spec.scheme == "buckwild":  # fixed-point integers: hwsim.buckwild (hogwild-atomic schedule, integer replay)
         from .buckwild import simulate_buckwild
 
-        return simulate_buckwild(spec, machine, problem=problem, engine=engine, coord_trace=coord_trace,
+        return simulate_buckwild(spec, machine, problem=problem, engine=engine, coord_trace=keep,
                                  with_opt=with_opt)
     if spec.scheme == "decentralized":  # nodes + network model: hwsim.decentralized
         from .decentralized import simulate_decentralized
 
-        return simulate_decentralized(spec, machine, problem=problem, engine=engine, coord_trace=coord_trace,
+        return simulate_decentralized(spec, machine, problem=problem, engine=engine, coord_trace=keep,
                                       with_opt=with_opt).result
     if spec.scheme == "cyclades":  # conflict-free batches: hwsim.cyclades (its own loop and engines)
         from .cyclades import simulate_cyclades
 
-        return simulate_cyclades(spec, machine, problem=problem, engine=engine, coord_trace=coord_trace,
+        return simulate_cyclades(spec, machine, problem=problem, engine=engine, coord_trace=keep,
                                  with_opt=with_opt)
     scheme_code(spec)  # NotImplementedError for unsupported schemes, before any work
     check_fits(machine, spec.threads)
@@ -105,7 +130,7 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
     if engine == "reference":
         from .reference import run_reference
 
-        sim = run_reference(spec, machine, problem, coord_trace)
+        sim = run_reference(spec, machine, problem, keep)
         samples = sim.S.frame()
         coords, order = sim.C.frames() if sim.C is not None else (None, None)
         history = history_frame(problem, spec, sim.x0, sim.checkpoints, with_opt)
@@ -114,25 +139,40 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
                          x0=sim.x0)
     from .fast import run_fast
 
-    return run_fast(spec, machine, problem, coord_trace=coord_trace, with_opt=with_opt)
+    if target is None:
+        return run_fast(spec, machine, problem, coord_trace=keep, with_opt=with_opt)
+    with CoordTraceWriter(target) as w:
+        res = run_fast(spec, machine, problem, with_opt=with_opt, sink=w)
+        path = w.close()
+    return dataclasses.replace(res, coords_path=path)
 
 
 def trace_hash(result: SimResult) -> str:
-    """SHA-256 over the final model, the sample trace and (when kept) the coordinate trace."""
+    """SHA-256 over the final model, the sample trace and (when kept) the coordinate trace.
+
+    A coordinate trace streamed to a file is read back column by column in batches (bounded
+    memory) and hashes exactly as the same trace kept in memory."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(result.x).tobytes())
-    for df in (result.samples, result.coords, result.order):
-        if df is None:
+    for df, schema in ((result.samples, None), (result.coords, COORD_SCHEMA), (result.order, ORDER_SCHEMA)):
+        if df is not None:
+            for c in df.columns:
+                h.update(c.encode())
+                h.update(np.ascontiguousarray(df[c].to_numpy()).tobytes())
+        elif schema is not None and result.coords_path is not None and set(schema) <= file_columns(
+                result.coords_path):
+            for c, t in schema.items():
+                h.update(c.encode())
+                for part in iter_column(result.coords_path, c):
+                    h.update(np.ascontiguousarray(part.astype(t, copy=False)).tobytes())
+        else:
             h.update(b"none")
-            continue
-        for c in df.columns:
-            h.update(c.encode())
-            h.update(np.ascontiguousarray(df[c].to_numpy()).tobytes())
     h.update(str(result.ticks).encode())
     h.update(str(result.lost_updates).encode())
     return h.hexdigest()
 
 
-__all__ = ["simulate", "trace_hash", "SimResult", "Machine", "MachineError", "delays", "DelayModel", "Constant",
+__all__ = ["simulate", "trace_hash", "SimResult", "CoordTraceFile", "read_coord_trace", "Machine", "MachineError",
+           "delays", "DelayModel", "Constant",
            "Exponential", "ShiftedExponential", "LogNormal", "Empirical", "StragglerMixture", "delay_from_dict",
            "ENGINES", "SUPPORTED_SCHEMES"]

@@ -49,8 +49,9 @@ The serial iterate and the perturbation (per labelling L)
     ``|L(i) − L(k)| ≤ τ^L``; a lost update is missed by every later read, so with
     ``write_mode = "rmw"`` the ``within_tau`` column may be False.
 
-Costs: the checks need the coordinate trace (``coord_trace=True``) and run in
-O(rows log rows + pairs + scanned window) per labelling.
+Costs: the checks need the coordinate trace -- kept in memory (``coord_trace=True``) or
+streamed to a file (``coord_trace="coords.parquet"``), which they read back whole -- and run
+in O(rows log rows + pairs + scanned window) per labelling.  τ needs only the sample trace.
 """
 from __future__ import annotations
 
@@ -70,9 +71,17 @@ def _labels(samples: pd.DataFrame, labelling: str) -> np.ndarray:
     return np.ascontiguousarray(s[LABELLINGS[labelling]].to_numpy(), dtype=np.int64)
 
 
-def _need_coords(result):
-    if result.coords is None or result.order is None:
-        raise ValueError("this check needs the coordinate trace; rerun hwsim.simulate(..., coord_trace=True)")
+def _need_coords(result) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(coords, order) of a run: kept in memory, or read back from the streamed file."""
+    if not result.has_coords():
+        raise ValueError("this check needs the coordinate trace, which this run did not keep; rerun "
+                         "hwsim.simulate(..., coord_trace=True) (in memory) or coord_trace='coords.parquet' "
+                         "(streamed to a file, read back here)")
+    coords, order = result.coord_frames()
+    if order is None:
+        raise ValueError(f"this check needs the memory order (SimResult.order), which scheme {result.spec.scheme!r} "
+                         "does not record")
+    return coords, order
 
 
 # --- τ -------------------------------------------------------------------------------------
@@ -145,9 +154,9 @@ def tau_summary(samples: pd.DataFrame) -> pd.DataFrame:
 class _Layout:
     """Stores and reads of the coordinate trace, grouped by coordinate in memory order."""
 
-    def __init__(self, result, labelling: str):
-        _need_coords(result)
-        co, od = result.coords, result.order
+    def __init__(self, result, labelling: str, frames=None):
+        co, od = frames if frames is not None else _need_coords(result)
+        self.frames = (co, od)
         L = _labels(result.samples, labelling)
         self.L = L
         self.fixed = result.x.dtype == np.int64
@@ -287,8 +296,8 @@ def _pairs(st_off, st_label, st_sample, parent, lex, rd_off, rd_label, rd_sample
     return n
 
 
-def _structure(result, labelling):
-    lay = _Layout(result, labelling)
+def _structure(result, labelling, frames=None):
+    lay = _Layout(result, labelling, frames)
     parent, clen, lex, cur = _parents(lay.st_off, lay.st_op, lay.st_wop, lay.rd_off, lay.rd_op, lay.rmw)
     z = np.zeros(0, dtype=np.int64)
     n = _pairs(lay.st_off, lay.st_label, lay.st_sample, parent, lex, lay.rd_off, lay.rd_label, lay.rd_sample, cur,
@@ -390,15 +399,16 @@ def _float_identity(st_off, st_label, st_delta, parent, clen, rd_off, rd_label, 
     return lhs, rhs, resid, bound
 
 
-def identity(result, labelling: str = "start") -> pd.DataFrame:
+def identity(result, labelling: str = "start", *, frames=None) -> pd.DataFrame:
     """x̂_k − x_k = Σ_{i≠k} S_i^k u_i, checked per (sample, coordinate) read.
 
     Columns: ``sample``, ``coord``, ``lhs`` (x̂_k[j] − x_k[j]), ``rhs`` (Σ S u), ``residual``
     (lhs − rhs), ``bound`` (0 in fixed point; the float bound of the module docstring),
     ``holds`` (``residual == 0`` in fixed point, ``|residual| <= bound`` otherwise).  In fixed
-    point lhs, rhs and residual are integers in units of 2^-bits.
+    point lhs, rhs and residual are integers in units of 2^-bits.  ``frames``: the run's
+    (coords, order) when already at hand (a streamed trace is otherwise read back).
     """
-    lay, parent, clen, cur, pr, ps, sg = _structure(result, labelling)
+    lay, parent, clen, cur, pr, ps, sg = _structure(result, labelling, frames)
     x0 = lay.x0[lay.rd_coord]
     if lay.fixed:
         nr = lay.rd_label.size
@@ -436,10 +446,11 @@ def noise(result, labelling: str = "start", problem=None) -> pd.DataFrame:
         from workload.build import build_problem
 
         problem = build_problem(result.spec)
-    idn = identity(result, labelling)
+    frames = _need_coords(result)
+    idn = identity(result, labelling, frames=frames)
     scale = float(2.0 ** result.spec.fixed_point_bits) if result.x.dtype == np.int64 else 1.0
     diff = idn["lhs"].to_numpy().astype(np.float64) / scale  # x̂ - x_k
-    co = result.coords.sort_values(["sample", "coord"], kind="stable")
+    co = frames[0].sort_values(["sample", "coord"], kind="stable")
     xr_all = co["read_value"].to_numpy()
     t = problem.terms
     smp = result.samples.sort_values("sample")
@@ -472,8 +483,9 @@ def lost_updates(result) -> pd.DataFrame:
     value of the coordinate contains its delta again: a later store can bring it back)."""
     lay = _Layout(result, "start")
     parent, clen, lex, cur = _parents(lay.st_off, lay.st_op, lay.st_wop, lay.rd_off, lay.rd_op, lay.rmw)
-    lost = result.coords["lost"].to_numpy()[lay.rows][lay.st_rowpos]
-    wt = result.coords["write_tick"].to_numpy()[lay.rows][lay.st_rowpos]
+    coords = lay.frames[0]
+    lost = coords["lost"].to_numpy()[lay.rows][lay.st_rowpos]
+    wt = coords["write_tick"].to_numpy()[lay.rows][lay.st_rowpos]
     out = []
     for g in range(lay.st_off.size - 1):
         a, b = lay.st_off[g], lay.st_off[g + 1]

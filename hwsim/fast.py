@@ -10,42 +10,123 @@ in the same order on the same values, so traces and the final model are bit-iden
 
 Events are keyed ``tick << pbits | core`` (pbits = log2 of the cores rounded up to a power
 of two) so the model's ``(tick, core)`` order is plain integer order; keys must stay below
-2**62.  The hot paths (a read or an atomic store that is not the sample's last) skip the
-generic step machine.  Cost per coordinate event is ~20-50 ns on one core (more with the
-coordinate trace and coherence on); JIT compilation is a few seconds per (problem kernel,
-state dtype) pair.
+2**62.
 
-Three tiers (STYLE.md): :func:`run_fast` checks, coerces and allocates; it calls
-:func:`_run_epoch` once per epoch (and again whenever a core has used up its block of
-pre-drawn delays: the loop returns, Python draws the core's next block from its stream,
-the loop resumes where it stopped); the loop itself is the kernel.  All state lives in
-arrays, so a call can stop and resume at any event.
+Hot path (reads and stores: 2m of the 2m + 3 events of a sample with m coordinates).  A
+read completion or a store landing changes no other core's pending event, so the core's
+next access is again the run's next event exactly when, after re-keying the core's leaf,
+the tree's root is that key (the ``(tick, core)`` tie-break is in the key).  The loop then
+goes on with the core's next access with its state in registers -- no pop, no dispatch, no
+reload of the thread's fields -- until another core's event comes first, the quantum would
+expire, or the sample's last access is followed by work for the generic step machine (the
+delay draw, END, the next START).  A write start (the delay's end) issues the first write
+on a short path of its own; everything else (read done, END, acquire/START, release,
+barrier, time-slice expiry) goes through the generic step machine.
+
+What an access event costs is mostly latency: the next event's core comes out of the tree,
+its thread's fields, the coherence word of its next line, the new key, the tree again.  So
+the root is carried in a register from one event to the next; the coordinate of a thread's
+next-but-one access is kept in its fields (``TH_JN``) and its line's coherence word
+prefetched, so the miss decision does not wait on loads; at START the row (indices,
+values, label) of the thread's next sample is prefetched -- the terms are visited in random
+order, so a row is otherwise a run of cache misses; the miss of the next access is
+read before this access's touch / store of its own line is written (:func:`_miss_next`);
+hot-path array indices are unsigned (``U``), so Numba emits no negative-index wraparound;
+and the problem's ``update`` kernel is compiled inline into the loop (:func:`_kernel`).
+Whole-run CPU time per access on the benchmark (``benchmarks/bench_hwsim.py``, one core of
+a shared 2-vCPU VM, coordinate trace off): about 6 ns at 1 core, 18 ns at 4 cores and
+22 ns at 16 cores, where a core rarely has two events in a row.  Keeping the coordinate
+trace in memory adds its ~73 bytes per row of fresh memory (ten columns), about 8-15 ns
+per access, most of it the operating system providing and zeroing that memory.
+
+The coordinate trace is written column by column (one contiguous array per column) into
+rows ``row - base``: with ``coord_trace=True`` the arrays hold the whole run (``base`` = 0)
+and become the DataFrames without a copy; with a :class:`hwsim.coordtrace.CoordTraceFile`
+they are a buffer of ``chunk_rows`` rows that the driver flushes to Parquet whenever a
+START could overflow it (the loop returns, :func:`_flush` writes every finished row and
+moves the rest to the front, the loop resumes), so memory stays bounded by the chunk plus
+the rows of samples still in flight.  An access does not store into the columns itself:
+it appends (row, tick, op, value) to a small event log that :func:`_scatter` moves into the
+columns in one tight pass every :data:`LOG_EVENTS` accesses; the columns fixed at START
+(``sample``, ``coord``, an atomic write's ``wread_op`` = -1) are filled by
+:func:`_fill_rows` outside the loop.
+
+Three tiers (STYLE.md): :func:`run_fast` checks, coerces and allocates; it calls the
+compiled :func:`_epoch_loop` once per epoch (and again whenever a core has used up its
+block of pre-drawn delays or the trace buffer is full: the loop returns before the event
+that needs it, Python refills or flushes, the loop resumes at that event); the loop itself
+is the kernel.  All state lives in arrays, so a call can stop and resume at any event.
 """
 from __future__ import annotations
 
+import threading
+import types as pytypes
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.registry import CPUDispatcher
+from numba.extending import intrinsic
 
 from workload.fixed import add_value, encode_delta, read_value, scale_of, to_state
 from workload.schedule import schedule_args, step_at
 
 from .delays import DELAY_BLOCK, DelayStream
 from .machine import Machine, line_count
-from .model import (SCHEME_LOCK_COORD, SCHEME_LOCK_GLOBAL, SCHEME_ROUND_ROBIN, SampleArrays, SimResult,
-                    all_orders, history_frame, scheme_code, turn_sequence)
+from .model import (ORDER_SCHEMA, SCHEME_LOCK_COORD, SCHEME_LOCK_GLOBAL, SCHEME_NONE, SCHEME_ROUND_ROBIN, SampleArrays,
+                    SimResult, all_orders, history_frame, scheme_code, turn_sequence)
 
 INF = np.int64(2**62)
 
+
+def _make_prefetch(rw: int, doc: str):
+    @intrinsic
+    def prefetch(typingctx, ary, idx):
+        if not isinstance(ary, types.Array) or ary.ndim != 1:
+            raise TypeError(f"prefetch: the first argument must be a 1-d array, got {ary}")
+        sig = types.void(ary, types.intp)
+
+        def codegen(context, builder, signature, args):
+            arr = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, signature.args[0], arr, [args[1]], wraparound=False)
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(builder.module,
+                                                ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, rw), ir.Constant(i32, 3),
+                              ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    prefetch.__doc__ = doc
+    return prefetch
+
+
+# llvm.prefetch(ptr, rw, locality 3 = all cache levels, data): a hint, it never faults
+_prefetch = _make_prefetch(0, "Bring ``ary[idx]``'s cache line into L1 for reading (``prefetcht0``).")
+_prefetch_w = _make_prefetch(1, "Bring ``ary[idx]``'s cache line into L1 for writing (``prefetchw``).")
+
+
+#: hot-path array indices are cast to unsigned: Numba then skips the negative-index
+#: wraparound (the indices are never negative)
+U = np.uint64
+
 # machine constants (mc)
 MC_CORES, MC_R, MC_W, MC_H, MC_LC, MC_SLICED, MC_Q, MC_S, MC_T, MC_SCHEME, MC_RMW, MC_TRACE, MC_FIXED, \
-    MC_WORDS, MC_B, MC_LSHIFT = range(16)
+    MC_WORDS, MC_B, MC_LSHIFT, MC_STREAM, MC_MAXLEN = range(18)
 # scalars (sc)
 SC_STARTED, SC_READDONE, SC_FINISHED, SC_OP, SC_NEXTROW, SC_LOST, SC_ARRIVED, SC_TURN, SC_RQH, SC_RQN, \
-    SC_GHOLD, SC_GHEAD, SC_GTAIL, SC_NOW, SC_DONE, SC_FRESH, SC_NEEDCORE = range(17)
-# thread fields (th)
-TH_POS, TH_K, TH_I, TH_ACT, TH_NEED, TH_QEND, TH_CORE, TH_ROW0, TH_SNAP, TH_LO, TH_M, TH_TERM, TH_WAIT, \
-    TH_QNEXT = range(14)
-# thread actions
+    SC_GHOLD, SC_GHEAD, SC_GTAIL, SC_NOW, SC_DONE, SC_FRESH, SC_NEEDCORE, SC_BASE = range(18)
+# thread fields (th); those an access event reads come first (one cache line); TH_JN: the
+# coordinate of the access after the pending one (see the module docstring)
+TH_ACT, TH_I, TH_M, TH_LO, TH_ROW0, TH_QEND, TH_JN, TH_SNAP, TH_K, TH_POS, TH_NEED, TH_CORE, TH_TERM, TH_WAIT, \
+    TH_QNEXT = range(15)
+# thread actions: what the thread's next event does.  START: begin (acquire for) the next
+# sample or arrive at the barrier; ACQ: woken holding the lock (turn) it waited for; READ:
+# read TH_I completes; WSTART: the compute delay ended; STORE: store TH_I lands.  A thread
+# is *in flight* (has a sample id and trace rows) exactly in READ, WSTART and STORE.
 ACT_START, ACT_ACQ, ACT_READ, ACT_WSTART, ACT_STORE = range(5)
 # core event kinds
 EV_ACTION, EV_EXPIRY = 0, 1
@@ -53,23 +134,29 @@ EV_ACTION, EV_EXPIRY = 0, 1
 SM_COLS = tuple(c for c in SampleArrays.COLS if c != "step")
 SM_WORKER, SM_EPOCH, SM_POSITION, SM_TERM, SM_T_START, SM_T_READ_DONE, SM_T_WRITE_START, SM_T_END, SM_READ_SEQ, \
     SM_END_SEQ, SM_F_AT_START, SM_S_AT_END = range(12)
-# coordinate-trace int columns (ci[:, col]) and float columns (cf[:, col])
-CI_SAMPLE, CI_COORD, CI_READ_TICK, CI_WRITE_TICK, CI_READ_OP, CI_WREAD_OP, CI_WRITE_OP, CI_PREV = range(8)
-CF_READ_VALUE, CF_DELTA = range(2)
-
+#: coordinate-trace columns the kernel writes, in its argument order (``prev``: the previous
+#: store row on the same coordinate, kept for the rmw lost-update walk, not part of the output)
+TRACE_COLS = {"sample": np.int64, "coord": np.int64, "read_tick": np.int64, "read_value": np.float64,
+              "write_tick": np.int64, "delta": np.float64, "lost": np.bool_, "read_op": np.int64,
+              "wread_op": np.int64, "write_op": np.int64, "prev": np.int64}
+#: accesses the event loop logs before it moves them into the trace columns (_scatter)
+LOG_EVENTS = 4096
+SCATTER_AHEAD = 32  # log entries _scatter prefetches its target lines ahead
+# _epoch_loop return codes
+RUN_DONE, RUN_NEED_DELAYS, RUN_FLUSH, RUN_STUCK = 0, 1, 2, -1
 
 # core state rows (cs)
 CS_KEY, CS_KIND, CS_RUNNING, CS_IDLE = range(4)
-# steps inside one event (the main loop's state machine)
-STEP_READ, STEP_READ_DONE, STEP_BEGIN_READS, STEP_WSTART, STEP_STORE, STEP_END, STEP_START, STEP_ACQ = range(8)
+# steps inside one event (the generic step machine)
+STEP_READ_DONE, STEP_WSTART, STEP_END, STEP_START, STEP_ACQ, STEP_BEGIN = range(6)
 
 
 @njit(nogil=True, inline="always")
 def _tree_update(tree, cs, c):
-    """Re-key leaf ``c`` of the tournament tree and recompute its path to the root.
+    """Re-key leaf ``c`` of the tournament tree from ``cs[CS_KEY, c]`` and recompute its path.
 
     A node holds ``tick << pbits | core`` of the smaller child (the next event's tick and
-    core in one int64: the model's ``(tick, core)`` order is integer order), INF_NODE for no
+    core in one int64: the model's ``(tick, core)`` order is integer order), INF for no
     event; tree[0] holds pbits.
     """
     P = cs.shape[1]
@@ -86,19 +173,18 @@ def _tree_update(tree, cs, c):
 
 
 @njit(nogil=True, inline="always")
-def _key_set(tree, cs, c, k, pbits, P):
-    """Pinned fast path of _schedule + _tree_update: core c's next action at tick k."""
-    cs[CS_KEY, c] = k
-    cs[CS_KIND, c] = EV_ACTION
-    v = (k << pbits) | c
-    node = P + c
+def _leaf_set(tree, v, c, P):
+    """Set leaf c to the event key v (an action event; cs is not touched) and fix its path;
+    returns the new root (the run's next event)."""
+    node = U(P + c)
     tree[node] = v
     while node > 1:
-        sib = tree[node ^ 1]
+        sib = tree[node ^ U(1)]
         if sib < v:
             v = sib
-        node >>= 1
+        node >>= U(1)
         tree[node] = v
+    return v
 
 
 @njit(nogil=True, inline="always")
@@ -107,8 +193,28 @@ def _miss(valid, c, j, H, lsh, LC):
     if H == 0:
         return 0
     line = (j >> lsh) if lsh >= 0 else j // LC
-    valid_bit = (valid[line, c >> 6] >> (c & 63)) & 1
+    valid_bit = (valid[U(line), U(c >> 6)] >> (c & 63)) & 1
     return H * (1 - valid_bit)  # branch-free: hits and misses are unpredictable
+
+
+@njit(nogil=True, inline="always")
+def _miss_next(valid, c, j, jn, H, lsh, LC):
+    """:func:`_miss` of an access to jn issued in the event where c touched or stored j
+    (so c holds j's line): read before that touch / store is written, so the decision
+    never waits for it."""
+    if H == 0:
+        return 0
+    line = (jn >> lsh) if lsh >= 0 else jn // LC
+    same = line == ((j >> lsh) if lsh >= 0 else j // LC)
+    valid_bit = (valid[U(line), U(c >> 6)] >> (c & 63)) & 1
+    return H * (1 - (valid_bit | same))
+
+
+@njit(nogil=True, inline="always")
+def _line_hint(vflat, j, words, H, lsh, LC):
+    """Prefetch the coherence word of j's line (the next access's miss will read it)."""
+    if H != 0:
+        _prefetch(vflat, ((j >> lsh) if lsh >= 0 else j // LC) * words)
 
 
 @njit(nogil=True, inline="always")
@@ -116,7 +222,7 @@ def _touch(valid, c, j, H, lsh, LC):
     """A read (or rmw read) by c: c now holds a valid copy of the line."""
     if H != 0:
         line = (j >> lsh) if lsh >= 0 else j // LC
-        valid[line, c >> 6] |= np.int64(1) << (c & 63)
+        valid[U(line), U(c >> 6)] |= np.int64(1) << (c & 63)
 
 
 @njit(nogil=True, inline="always")
@@ -125,7 +231,7 @@ def _own(valid, c, j, H, lsh, LC):
     if H != 0:
         line = (j >> lsh) if lsh >= 0 else j // LC
         if valid.shape[1] == 1:
-            valid[line, 0] = np.int64(1) << (c & 63)
+            valid[U(line), U(0)] = np.int64(1) << (c & 63)
         else:
             for w in range(valid.shape[1]):
                 valid[line, w] = 0
@@ -290,31 +396,47 @@ def _release(th, cs, tree, rq, sc, mc, indices, holder, qhead, turns, t, now):
                 _wake(th, cs, tree, rq, sc, mc, w, now)
 
 
-@njit(nogil=True, error_model="numpy")
-def _run_epoch(update, params, aux, indptr, indices, values, y, x, scale, inv_scale,
-               sched_code, step0, beta, t0, epoch,
-               mc, ordf, ordo, turns,
-               th, thold, xr, gb, ub,
-               cs, tree, rq, dbuf, dpos, valid,
-               nstores, lost_upto, last_row,
-               holder, qhead, qtail,
-               sc, smp, sstep, ci, cf, clost):
-    """Run events until the epoch's barrier releases (return 0) or a core needs delays (1)."""
+def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
+                sched_code, step0, beta, t0, epoch,
+                mc, ordf, ordo, turns,
+                th, thold, xr, gb, ub,
+                cs, tree, rq, dbuf, dpos, valid,
+                nstores, lost_upto, last_row,
+                holder, qhead, qtail,
+                sc, smp, sstep,
+                c_sample, c_coord, c_rtick, c_rval, c_wtick, c_delta, c_lost, c_rop, c_wrop, c_wop, c_prev):
+    """Run events until the epoch's barrier releases (RUN_DONE), a core needs delays
+    (RUN_NEED_DELAYS, core in sc[SC_NEEDCORE]) or the trace buffer needs a flush (RUN_FLUSH);
+    it returns *before* the event that needs them, so a call resumes exactly there.
+
+    Plain Python here: :func:`_kernel` compiles it once per problem ``update`` kernel, which
+    it calls as the global ``_update``."""
     R = mc[MC_R]
     W = mc[MC_W]
     T = mc[MC_T]
     rmw = mc[MC_RMW] != 0
     trace = mc[MC_TRACE] != 0
+    stream = mc[MC_STREAM] != 0
     fixed = mc[MC_FIXED] != 0
     B = mc[MC_B]
     coord_locks = mc[MC_SCHEME] == SCHEME_LOCK_COORD
+    words = valid.shape[1]
+    vflat = valid.reshape(valid.size)  # (for prefetching)
+    locking = mc[MC_SCHEME] != SCHEME_NONE
     sliced = mc[MC_SLICED] != 0
     H = mc[MC_H]
     lsh = mc[MC_LSHIFT]
     LC = mc[MC_LC]
+    maxlen = mc[MC_MAXLEN]
     P = cs.shape[1]
     pbits = tree[0]
+    base = sc[SC_BASE]  # the trace buffer's first global row
+    cap = c_rtick.size  # its rows
     op = sc[SC_OP]  # the memory-operation counter, kept in a register inside the loop
+    elog = np.empty((LOG_EVENTS + maxlen, 3), dtype=np.int64)  # trace rows of the latest accesses: 2·row +
+    elogf = np.empty(LOG_EVENTS + maxlen)  # store?, tick, op; the value read / the delta written
+    lp = 0
+    status = RUN_DONE
 
     if sc[SC_FRESH] == 1:  # a fresh epoch: wake every thread in thread order
         sc[SC_FRESH] = 0
@@ -326,189 +448,243 @@ def _run_epoch(update, params, aux, indptr, indices, values, y, x, scale, inv_sc
             th[t, TH_ACT] = ACT_START
             _wake(th, cs, tree, rq, sc, mc, t, now)
 
+    root = tree[1]  # kept in a register: every path below leaves the new root in it
     while True:
-        root = tree[1]
         if root >= INF:
-            sc[SC_OP] = op
-            return -1  # no pending event before the barrier: a deadlock (engine bug)
+            status = RUN_STUCK  # no pending event before the barrier: a deadlock (engine bug)
+            break
         c = root & (P - 1)
         now = root >> pbits
+        if lp >= LOG_EVENTS:  # (the log has room for one more run of accesses: maxlen)
+            _scatter(elog, elogf, lp, c_rtick, c_rval, c_rop, c_wtick, c_delta, c_wop)
+            lp = 0
         if sliced:
             if cs[CS_KIND, c] == EV_EXPIRY:
                 _expire(th, cs, tree, rq, sc, mc, c, now)
+                root = tree[1]
                 continue
             t = cs[CS_RUNNING, c]
         else:
             t = c  # pinned: thread c runs on core c
-        act = th[t, TH_ACT]
-        # hot paths: a read or a store that is not the sample's last (no delay draw, no END)
-        if act == ACT_READ:
-            i = th[t, TH_I]
-            if i + 1 < th[t, TH_M]:
-                lo = th[t, TH_LO]
-                j = indices[lo + i]
-                v = read_value(x, j, inv_scale)
-                xr[t, i] = v
+        act = th[U(t), U(TH_ACT)]
+        if act == ACT_READ:  # hot path: read completions, this core's run of them
+            i = th[U(t), U(TH_I)]
+            m = th[U(t), U(TH_M)]
+            if i + 1 == m and dpos[U(c)] >= B:  # READ DONE will draw a delay
+                sc[SC_NEEDCORE] = c
+                status = RUN_NEED_DELAYS
+                break
+            lo = th[U(t), U(TH_LO)]
+            r0 = th[U(t), U(TH_ROW0)] - base
+            qend = th[U(t), U(TH_QEND)]
+            jn = th[U(t), U(TH_JN)]
+            while True:
+                j = np.int64(indices[U(lo + i)])
+                v = read_value(x, U(j), inv_scale)
+                xr[U(t), U(i)] = v
+                if trace:  # the event log (see _scatter)
+                    elog[U(lp), U(0)] = 2 * (r0 + i)
+                    elog[U(lp), U(1)] = now
+                    elog[U(lp), U(2)] = op
+                    elogf[U(lp)] = v
+                    lp += 1
+                op += 1
+                i += 1
+                if i == m:
+                    _touch(valid, c, j, H, lsh, LC)
+                    break
+                d = R + _miss_next(valid, c, j, jn, H, lsh, LC)  # issue read i (of jn), after the touch of j
+                _touch(valid, c, j, H, lsh, LC)
+                if i + 1 < m:
+                    jn = np.int64(indices[U(lo + i + 1)])
+                    _line_hint(vflat, jn, words, H, lsh, LC)
+                nxt = now + d
+                if nxt > qend:  # (time-sliced) the quantum expires first
+                    th[U(t), U(TH_I)] = i
+                    _schedule(th, cs, tree, mc, t, d, now)
+                    root = tree[1]
+                    break
+                key = (nxt << pbits) | c
+                root = _leaf_set(tree, key, c, P)
+                if root != key or (i + 1 == m and dpos[U(c)] >= B):
+                    break
+                now = nxt  # this core's next event is the run's next event: go on here
+            th[U(t), U(TH_I)] = i
+            th[U(t), U(TH_JN)] = jn
+            if i < m:
+                continue
+            step = STEP_READ_DONE
+        elif act == ACT_WSTART and th[U(t), U(TH_M)] > 0:  # the delay ended: issue write 0
+            m = th[U(t), U(TH_M)]
+            smp[SM_T_WRITE_START, th[U(t), U(TH_K)]] = now
+            th[U(t), U(TH_I)] = 0
+            lo = th[U(t), U(TH_LO)]
+            j = np.int64(indices[U(lo)])
+            d = W + _miss(valid, c, j, H, lsh, LC)
+            if m > 1:
+                th[U(t), U(TH_JN)] = indices[U(lo + 1)]
+                _line_hint(vflat, th[U(t), U(TH_JN)], words, H, lsh, LC)
+            if rmw:
+                thold[t] = x[j]
+                th[U(t), U(TH_SNAP)] = nstores[j]
                 _touch(valid, c, j, H, lsh, LC)
                 if trace:
-                    r = th[t, TH_ROW0] + i
-                    ci[r, CI_SAMPLE] = th[t, TH_K]
-                    ci[r, CI_COORD] = j
-                    ci[r, CI_READ_TICK] = now
-                    cf[r, CF_READ_VALUE] = v
-                    ci[r, CI_READ_OP] = op
+                    c_wrop[th[U(t), U(TH_ROW0)] - base] = op
                 op += 1
-                th[t, TH_I] = i + 1
-                d = R + _miss(valid, c, indices[lo + i + 1], H, lsh, LC)
-                if sliced:
-                    _schedule(th, cs, tree, mc, t, d, now)
-                else:
-                    _key_set(tree, cs, c, now + d, pbits, P)
-                continue
-        elif act == ACT_STORE and not rmw:
-            i = th[t, TH_I]
-            if i + 1 < th[t, TH_M]:
-                lo = th[t, TH_LO]
-                j = indices[lo + i]
-                d = encode_delta(x, ub[t, i], scale)
-                add_value(x, j, d)
+            th[U(t), U(TH_ACT)] = ACT_STORE
+            nxt = now + d
+            if nxt > th[U(t), U(TH_QEND)]:
+                _schedule(th, cs, tree, mc, t, d, now)
+                root = tree[1]
+            else:
+                root = _leaf_set(tree, (nxt << pbits) | c, c, P)
+            continue
+        elif act == ACT_STORE:  # hot path: store landings (and the next write's issue)
+            i = th[U(t), U(TH_I)]
+            m = th[U(t), U(TH_M)]
+            if i + 1 == m:  # END, then START with a trace row allocation and maybe a delay draw
+                if dpos[U(c)] >= B:
+                    sc[SC_NEEDCORE] = c
+                    status = RUN_NEED_DELAYS
+                    break
+                if stream and sc[SC_NEXTROW] - base + maxlen > cap:
+                    status = RUN_FLUSH
+                    break
+            lo = th[U(t), U(TH_LO)]
+            r0 = th[U(t), U(TH_ROW0)] - base
+            qend = th[U(t), U(TH_QEND)]
+            jn = th[U(t), U(TH_JN)]
+            while True:
+                j = np.int64(indices[U(lo + i)])
+                dv = encode_delta(x, ub[U(t), U(i)], scale)
+                if rmw:
+                    x[j] = thold[t]
+                    first = th[U(t), U(TH_SNAP)]
+                    if lost_upto[j] > first:
+                        first = lost_upto[j]
+                    victims = nstores[j] - first
+                    if victims > 0:
+                        sc[SC_LOST] += victims
+                        lost_upto[j] = nstores[j]
+                        if trace:
+                            r = last_row[j]
+                            for _ in range(victims):
+                                c_lost[r - base] = True
+                                r = c_prev[r - base]
+                    nstores[j] += 1
+                add_value(x, U(j), dv)
+                if i + 1 < m:  # the next write's miss, read before this store owns j's line
+                    d = W + _miss_next(valid, c, j, jn, H, lsh, LC)
                 _own(valid, c, j, H, lsh, LC)
                 if trace:
-                    r = th[t, TH_ROW0] + i
-                    ci[r, CI_WRITE_TICK] = now
-                    ci[r, CI_WRITE_OP] = op
-                    cf[r, CF_DELTA] = d * inv_scale if fixed else d
+                    elog[U(lp), U(0)] = 2 * (r0 + i) + 1
+                    elog[U(lp), U(1)] = now
+                    elog[U(lp), U(2)] = op
+                    elogf[U(lp)] = dv * inv_scale if fixed else dv
+                    lp += 1
+                    if rmw:
+                        c_prev[r0 + i] = last_row[j]
+                        last_row[j] = base + r0 + i
                 op += 1
-                th[t, TH_I] = i + 1
-                d = W + _miss(valid, c, indices[lo + i + 1], H, lsh, LC)
-                if sliced:
-                    _schedule(th, cs, tree, mc, t, d, now)
-                else:
-                    _key_set(tree, cs, c, now + d, pbits, P)
-                continue
-        if dpos[c] >= B:
-            sc[SC_NEEDCORE] = c
-            sc[SC_OP] = op
-            return 1
-        cs[CS_KEY, c] = INF
-        if act == ACT_READ:
-            step = STEP_READ
-        elif act == ACT_STORE:
-            step = STEP_STORE
-        elif act == ACT_WSTART:
-            step = STEP_WSTART
-        elif act == ACT_START:
-            step = STEP_START
-        else:
-            step = STEP_ACQ
-        # the steps of this event, in program order, until the thread waits or blocks
-        while True:
-            if step == STEP_READ:  # read i completes
-                i = th[t, TH_I]
-                j = indices[th[t, TH_LO] + i]
-                v = read_value(x, j, inv_scale)
-                xr[t, i] = v
-                _touch(valid, c, j, H, lsh, LC)
-                if trace:
-                    r = th[t, TH_ROW0] + i
-                    ci[r, CI_SAMPLE] = th[t, TH_K]
-                    ci[r, CI_COORD] = j
-                    ci[r, CI_READ_TICK] = now
-                    cf[r, CF_READ_VALUE] = v
-                    ci[r, CI_READ_OP] = op
-                op += 1
-                th[t, TH_I] = i + 1
-                if i + 1 < th[t, TH_M]:
-                    j = indices[th[t, TH_LO] + i + 1]
-                    th[t, TH_ACT] = ACT_READ
-                    _schedule(th, cs, tree, mc, t, R + _miss(valid, c, j, H, lsh, LC), now)
+                i += 1
+                if i == m:
                     break
-                step = STEP_READ_DONE
-            elif step == STEP_READ_DONE:  # compute the update; wait the compute delay
+                j = jn  # issue write i (its miss is d): then an rmw write's read
+                if i + 1 < m:
+                    jn = np.int64(indices[U(lo + i + 1)])
+                    _line_hint(vflat, jn, words, H, lsh, LC)
+                if rmw:
+                    thold[t] = x[j]
+                    th[U(t), U(TH_SNAP)] = nstores[j]
+                    _touch(valid, c, j, H, lsh, LC)
+                    if trace:
+                        c_wrop[r0 + i] = op
+                    op += 1
+                nxt = now + d
+                if nxt > qend:
+                    th[U(t), U(TH_I)] = i
+                    _schedule(th, cs, tree, mc, t, d, now)
+                    root = tree[1]
+                    break
+                key = (nxt << pbits) | c
+                root = _leaf_set(tree, key, c, P)
+                if root != key or (i + 1 == m and (
+                        dpos[U(c)] >= B or (stream and sc[SC_NEXTROW] - base + maxlen > cap))):
+                    break
+                now = nxt
+            th[U(t), U(TH_I)] = i
+            th[U(t), U(TH_JN)] = jn
+            if i < m:
+                continue
+            step = STEP_END
+        else:  # WSTART (END and START follow when m = 0), START, ACQ: may draw a delay, START
+            if dpos[c] >= B:
+                sc[SC_NEEDCORE] = c
+                status = RUN_NEED_DELAYS
+                break
+            if stream and sc[SC_NEXTROW] - base + maxlen > cap:
+                status = RUN_FLUSH
+                break
+            if act == ACT_WSTART:
+                step = STEP_WSTART
+            elif act == ACT_START:
+                step = STEP_START
+            else:
+                step = STEP_ACQ
+
+        # the generic steps of this event, in program order, until the thread waits or blocks
+        cs[CS_KEY, c] = INF
+        while True:
+            if step == STEP_READ_DONE:  # compute the update; wait the compute delay
                 k = th[t, TH_K]
                 smp[SM_T_READ_DONE, k] = now
                 smp[SM_READ_SEQ, k] = sc[SC_READDONE]
                 sc[SC_READDONE] += 1
-                lo = th[t, TH_LO]
-                m = th[t, TH_M]
                 gamma = step_at(sched_code, step0, beta, t0, epoch, th[t, TH_POS] * T + t)
                 sstep[k] = gamma
-                update(params, aux, indices[lo:lo + m], values[lo:lo + m], y[th[t, TH_TERM]], xr[t, :m], gamma,
-                       gb[t, :m], ub[t, :m])
+                lo = th[t, TH_LO]
+                m = th[t, TH_M]
+                _update(params, aux, indices[lo:lo + m], values[lo:lo + m], y[th[t, TH_TERM]], xr[t, :m], gamma,
+                        gb[t, :m], ub[t, :m])
                 d = dbuf[c, dpos[c]]
                 dpos[c] += 1
                 th[t, TH_ACT] = ACT_WSTART
                 _schedule(th, cs, tree, mc, t, d, now)
                 break
-            elif step == STEP_BEGIN_READS:
+            elif step == STEP_WSTART:
+                smp[SM_T_WRITE_START, th[t, TH_K]] = now
                 th[t, TH_I] = 0
-                if th[t, TH_M] > 0:
-                    j = indices[th[t, TH_LO]]
-                    th[t, TH_ACT] = ACT_READ
-                    _schedule(th, cs, tree, mc, t, R + _miss(valid, c, j, H, lsh, LC), now)
-                    break
-                step = STEP_READ_DONE
-            elif step == STEP_WSTART or step == STEP_STORE:
-                if step == STEP_WSTART:
-                    smp[SM_T_WRITE_START, th[t, TH_K]] = now
-                    th[t, TH_I] = 0
-                else:  # store i lands
-                    i = th[t, TH_I]
-                    j = indices[th[t, TH_LO] + i]
-                    d = encode_delta(x, ub[t, i], scale)
-                    if rmw:
-                        x[j] = thold[t]
-                        first = th[t, TH_SNAP]
-                        if lost_upto[j] > first:
-                            first = lost_upto[j]
-                        victims = nstores[j] - first
-                        if victims > 0:
-                            sc[SC_LOST] += victims
-                            lost_upto[j] = nstores[j]
-                            if trace:
-                                r = last_row[j]
-                                for _ in range(victims):
-                                    clost[r] = True
-                                    r = ci[r, CI_PREV]
-                    add_value(x, j, d)
-                    _own(valid, c, j, H, lsh, LC)
-                    if rmw:
-                        nstores[j] += 1
+                if th[t, TH_M] == 0:
+                    step = STEP_END
+                    continue
+                lo = th[t, TH_LO]
+                j = np.int64(indices[lo])  # issue write 0
+                d = W + _miss(valid, c, j, H, lsh, LC)
+                if th[t, TH_M] > 1:
+                    th[t, TH_JN] = indices[lo + 1]
+                    _line_hint(vflat, th[t, TH_JN], words, H, lsh, LC)
+                if rmw:
+                    thold[t] = x[j]
+                    th[t, TH_SNAP] = nstores[j]
+                    _touch(valid, c, j, H, lsh, LC)
                     if trace:
-                        r = th[t, TH_ROW0] + i
-                        ci[r, CI_WRITE_TICK] = now
-                        ci[r, CI_WRITE_OP] = op
-                        cf[r, CF_DELTA] = d * inv_scale if fixed else d
-                        if rmw:
-                            ci[r, CI_PREV] = last_row[j]
-                            last_row[j] = r
+                        c_wrop[th[t, TH_ROW0] - base] = op
                     op += 1
-                    th[t, TH_I] = i + 1
-                i = th[t, TH_I]
-                if i < th[t, TH_M]:  # issue write i
-                    j = indices[th[t, TH_LO] + i]
-                    cost = W + _miss(valid, c, j, H, lsh, LC)
-                    if rmw:
-                        thold[t] = x[j]
-                        th[t, TH_SNAP] = nstores[j]
-                        _touch(valid, c, j, H, lsh, LC)
-                        if trace:
-                            ci[th[t, TH_ROW0] + i, CI_WREAD_OP] = op
-                        op += 1
-                    th[t, TH_ACT] = ACT_STORE
-                    _schedule(th, cs, tree, mc, t, cost, now)
-                    break
-                step = STEP_END
+                th[t, TH_ACT] = ACT_STORE
+                _schedule(th, cs, tree, mc, t, d, now)
+                break
             elif step == STEP_END:
                 k = th[t, TH_K]
                 smp[SM_T_END, k] = now
                 smp[SM_END_SEQ, k] = sc[SC_FINISHED]
                 sc[SC_FINISHED] += 1
                 smp[SM_S_AT_END, k] = sc[SC_STARTED]
-                _release(th, cs, tree, rq, sc, mc, indices, holder, qhead, turns, t, now)
+                th[t, TH_ACT] = ACT_START
+                if locking:
+                    _release(th, cs, tree, rq, sc, mc, indices, holder, qhead, turns, t, now)
                 th[t, TH_POS] += 1
                 step = STEP_START
-            elif step == STEP_START:  # START the next sample, or arrive at the barrier
+            elif step == STEP_START:  # the next sample's acquire, or arrive at the barrier
                 pos = th[t, TH_POS]
                 if pos == ordo[t + 1] - ordo[t]:
                     sc[SC_ARRIVED] += 1
@@ -518,45 +694,199 @@ def _run_epoch(update, params, aux, indptr, indices, values, y, x, scale, inv_sc
                         sc[SC_NOW] = now
                     break
                 e = ordf[ordo[t] + pos]
-                k = sc[SC_STARTED]
-                sc[SC_STARTED] += 1
                 lo = indptr[e]
-                m = indptr[e + 1] - lo
-                smp[SM_WORKER, k] = t
-                smp[SM_EPOCH, k] = epoch
-                smp[SM_POSITION, k] = pos
-                smp[SM_TERM, k] = e
-                smp[SM_F_AT_START, k] = sc[SC_FINISHED]
-                smp[SM_T_START, k] = now
-                th[t, TH_K] = k
                 th[t, TH_LO] = lo
-                th[t, TH_M] = m
+                th[t, TH_M] = indptr[e + 1] - lo
                 th[t, TH_TERM] = e
                 th[t, TH_I] = 0
-                if trace:
-                    th[t, TH_ROW0] = sc[SC_NEXTROW]
-                    sc[SC_NEXTROW] += m
-                if _acquire(th, sc, mc, indices, holder, qhead, qtail, turns, t):
-                    step = STEP_BEGIN_READS
+                if not locking or _acquire(th, sc, mc, indices, holder, qhead, qtail, turns, t):
+                    step = STEP_BEGIN
                 else:
                     th[t, TH_ACT] = ACT_ACQ
                     _block(th, cs, tree, rq, sc, mc, t, now)
                     break
-            else:  # STEP_ACQ: woken holding the lock (turn) it waited for
+            elif step == STEP_ACQ:  # woken holding the lock (turn) it waited for
                 if coord_locks and not _acquire(th, sc, mc, indices, holder, qhead, qtail, turns, t):
                     th[t, TH_ACT] = ACT_ACQ
                     _block(th, cs, tree, rq, sc, mc, t, now)
                     break
-                step = STEP_BEGIN_READS
+                step = STEP_BEGIN
+            else:  # STEP_BEGIN: START (the acquire succeeded in this event), then read 0
+                k = sc[SC_STARTED]
+                sc[SC_STARTED] += 1
+                lo = th[t, TH_LO]
+                m = th[t, TH_M]
+                smp[SM_WORKER, k] = t
+                smp[SM_EPOCH, k] = epoch
+                smp[SM_POSITION, k] = th[t, TH_POS]
+                smp[SM_TERM, k] = th[t, TH_TERM]
+                smp[SM_F_AT_START, k] = sc[SC_FINISHED]
+                smp[SM_T_START, k] = now
+                th[t, TH_K] = k
+                th[t, TH_I] = 0
+                if th[t, TH_POS] + 1 < ordo[t + 1] - ordo[t]:  # the thread's next row: cold, prefetched
+                    e2 = ordf[ordo[t] + th[t, TH_POS] + 1]  # now, used many events later
+                    _prefetch(y, e2)
+                    for q in range(indptr[e2], indptr[e2 + 1], 64 // indices.itemsize):
+                        _prefetch(indices, q)
+                    for q in range(indptr[e2], indptr[e2 + 1], 64 // values.itemsize):
+                        _prefetch(values, q)
+                if trace:  # its rows (sample, coord and, for atomic writes, wread_op: _fill_rows)
+                    th[t, TH_ROW0] = sc[SC_NEXTROW]
+                    sc[SC_NEXTROW] += m
+                if m == 0:
+                    step = STEP_READ_DONE
+                    continue
+                th[t, TH_ACT] = ACT_READ  # issue read 0
+                if m > 1:
+                    th[t, TH_JN] = indices[lo + 1]
+                    _line_hint(vflat, th[t, TH_JN], words, H, lsh, LC)
+                _schedule(th, cs, tree, mc, t, R + _miss(valid, c, np.int64(indices[lo]), H, lsh, LC), now)
+                break
         if cs[CS_KEY, c] == INF:  # the thread blocked (a scheduled core updated the tree itself)
             _tree_update(tree, cs, c)
+        root = tree[1]
         if sc[SC_DONE] == 1:
-            sc[SC_OP] = op
-            return 0
+            status = RUN_DONE
+            break
+    if trace:
+        _scatter(elog, elogf, lp, c_rtick, c_rval, c_rop, c_wtick, c_delta, c_wop)
+    sc[SC_OP] = op
+    return status
 
 
-def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_opt: bool = False) -> SimResult:
-    """Check, coerce and allocate; run :func:`_run_epoch` per epoch; assemble the result."""
+_update = None  # the problem's update kernel: bound in each compiled _epoch_loop (_kernel)
+_kernels: dict = {}
+_kernels_lock = threading.Lock()
+
+
+def _kernel(update):
+    """:func:`_epoch_loop` compiled for one problem ``update`` kernel, which it calls inline.
+
+    A Numba dispatcher passed as an argument is called out of line: the call costs
+    reference-count updates on five array views and spills the loop's registers, once per
+    sample.  So the loop is compiled per update kernel with that kernel bound as the
+    global ``_update`` and compiled ``inline="always"`` from the same source with the
+    dispatcher's own options (the same arithmetic: the tests compare with the reference
+    engine, which calls ``problem.update`` itself, bit for bit).  One compiled loop per
+    update kernel, cached.
+    """
+    with _kernels_lock:
+        fn = _kernels.get(update)
+        if fn is None:
+            inline = update
+            if isinstance(update, CPUDispatcher):
+                opts = {k: v for k, v in update.targetoptions.items() if k not in ("inline", "cache", "nopython")}
+                opts["nogil"] = True
+                inline = njit(inline="always", **opts)(update.py_func)
+            g = dict(_epoch_loop.__globals__)
+            g["_update"] = inline
+            loop = pytypes.FunctionType(_epoch_loop.__code__, g, "_run_epoch", _epoch_loop.__defaults__,
+                                        _epoch_loop.__closure__)
+            fn = njit(nogil=True, error_model="numpy")(loop)
+            _kernels[update] = fn
+    return fn
+
+
+@njit(nogil=True)
+def _scatter(elog, elogf, n, c_rtick, c_rval, c_rop, c_wtick, c_delta, c_wop):
+    """Move n logged accesses into their trace rows: a read's tick, value and op, or a
+    store's tick, delta and op.
+
+    The event loop appends each access to a small log (one sequential stream that stays in
+    cache) instead of storing into six columns at rows spread over every in-flight sample;
+    this loop does those scattered stores in one tight pass, where the memory system can
+    overlap them."""
+    for q in range(n):
+        if q + SCATTER_AHEAD < n:  # the target lines of an entry a little ahead, for writing
+            rq = elog[q + SCATTER_AHEAD, 0]
+            rr = rq >> 1
+            if rq & 1:
+                _prefetch_w(c_wtick, rr)
+                _prefetch_w(c_wop, rr)
+                _prefetch_w(c_delta, rr)
+            else:
+                _prefetch_w(c_rtick, rr)
+                _prefetch_w(c_rop, rr)
+                _prefetch_w(c_rval, rr)
+        rk = elog[q, 0]
+        r = rk >> 1
+        if rk & 1:
+            c_wtick[r] = elog[q, 1]
+            c_wop[r] = elog[q, 2]
+            c_delta[r] = elogf[q]
+        else:
+            c_rtick[r] = elog[q, 1]
+            c_rop[r] = elog[q, 2]
+            c_rval[r] = elogf[q]
+
+
+@njit(nogil=True)
+def _fill_rows(indptr, indices, term, k0, k1, row, base, c_sample, c_coord, c_wrop, rmw):
+    """The trace columns fixed at START, for samples k0..k1-1 (rows from ``row`` on, in start
+    order): ``sample``, ``coord`` and, with atomic writes, ``wread_op`` = -1.  Returns the
+    next row."""
+    r = row - base
+    for k in range(k0, k1):
+        if k + 4 < k1:  # rows come in random term order: prefetch a few samples ahead
+            e4 = term[k + 4]
+            for q in range(indptr[e4], indptr[e4 + 1], 64 // indices.itemsize):
+                _prefetch(indices, q)
+        e = term[k]
+        lo = indptr[e]
+        for i in range(indptr[e + 1] - lo):
+            c_sample[r] = k
+            c_coord[r] = indices[lo + i]
+            if not rmw:
+                c_wrop[r] = -1
+            r += 1
+    return r + base
+
+
+def _flush(sink, sc, th, cols, rmw: bool) -> None:
+    """Write every finished row of the trace buffer to ``sink`` and move the rest to the front.
+
+    A row is final once its sample has ended -- every sample whose rows start below the
+    oldest in-flight sample's has -- and, with rmw writes, once no pending rmw store can
+    still mark it lost: its store landed before the oldest pending write's read (a store
+    only overwrites stores that landed after its own read).
+    """
+    base, nxt = int(sc[SC_BASE]), int(sc[SC_NEXTROW])
+    inflight = (th[:, TH_ACT] >= ACT_READ)
+    upto = int(th[inflight, TH_ROW0].min()) if inflight.any() else nxt
+    if rmw:
+        pending = th[:, TH_ACT] == ACT_STORE
+        if pending.any():
+            rows = th[pending, TH_ROW0] + th[pending, TH_I] - base
+            oldest_read = int(cols["wread_op"][rows].min())
+            late = np.flatnonzero(cols["write_op"][:upto - base] > oldest_read)
+            if late.size:
+                upto = base + int(late[0])
+    n = upto - base
+    if n > 0:
+        sink.write({c: a[:n] for c, a in cols.items() if c != "prev"})
+        keep = nxt - upto
+        for a in cols.values():
+            a[:keep] = a[n:n + keep]
+        cols["lost"][keep:] = False  # rows to come start not lost
+        sc[SC_BASE] = upto
+
+
+def _trace_columns(rows: int, rmw: bool) -> dict[str, np.ndarray]:
+    """The coordinate-trace columns (TRACE_COLS), ``rows`` each; ``lost`` starts False;
+    ``prev`` only exists with rmw writes."""
+    cols = {c: np.empty(rows if (c != "prev" or rmw) else 0, dtype=dt) for c, dt in TRACE_COLS.items()}
+    cols["lost"] = np.zeros(rows, dtype=np.bool_)
+    return cols
+
+
+def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_opt: bool = False,
+             sink=None) -> SimResult:
+    """Check, coerce and allocate; run the compiled :func:`_epoch_loop` per epoch; assemble the result.
+
+    ``sink`` (a :class:`hwsim.coordtrace.CoordTraceWriter`): stream the coordinate trace to
+    it in chunks instead of keeping it (``coord_trace`` is then ignored); the caller closes it.
+    """
     t = problem.terms
     T = spec.threads
     C = machine.cores
@@ -570,13 +900,21 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
     words = (C + 63) // 64
     lc = machine.line_coords
     lshift = lc.bit_length() - 1 if lc & (lc - 1) == 0 else -1
+    sizes = np.diff(t.indptr)
+    maxlen = max(1, int(sizes.max()) if sizes.size else 1)
+    trace = bool(coord_trace) or sink is not None
+    stream = sink is not None
     mc = np.array([C, machine.read_cost, machine.write_cost, machine.coherence_cost, machine.line_coords,
                    int(sliced), machine.quantum or 0, machine.switch_cost or 0, T, scheme, int(rmw),
-                   int(coord_trace), int(x.dtype == np.int64), words, DELAY_BLOCK, lshift], dtype=np.int64)
-    sizes = np.diff(t.indptr)
+                   int(trace), int(x.dtype == np.int64), words, DELAY_BLOCK, lshift, int(stream), maxlen],
+                   dtype=np.int64)
     total = sum(o.size for ep in orders for o in ep)
-    rows = int(sum(int(sizes[o].sum()) for ep in orders for o in ep)) if coord_trace else 0
-    maxlen = max(1, int(sizes.max()) if sizes.size else 1)
+    if stream:
+        rows = max(int(sink.chunk_rows), 4 * T * maxlen)
+    elif trace:
+        rows = int(sum(int(sizes[o].sum()) for ep in orders for o in ep))
+    else:
+        rows = 0
     th = np.zeros((T, 16), dtype=np.int64)
     th[:, TH_CORE] = -1 if sliced else np.arange(T)
     th[:, TH_QEND] = INF
@@ -605,21 +943,32 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
     dpos[min(C, T):] = DELAY_BLOCK
     valid = np.full((line_count(t.n, machine.line_coords) if machine.coherence_cost else 1, words),
                     -1, dtype=np.int64)  # bit c set: core c holds a valid copy
-    nstores = np.zeros(t.n, dtype=np.int64)
-    lost_upto = np.zeros(t.n, dtype=np.int64)
-    last_row = np.full(t.n if coord_trace else 1, -1, dtype=np.int64)
+    nstores = np.zeros(t.n if rmw else 1, dtype=np.int64)
+    lost_upto = np.zeros(t.n if rmw else 1, dtype=np.int64)
+    last_row = np.full(t.n if (rmw and trace) else 1, -1, dtype=np.int64)
     lock_n = t.n if scheme == SCHEME_LOCK_COORD else 1
     holder = np.full(lock_n, -1, dtype=np.int64)
     qhead = np.full(lock_n, -1, dtype=np.int64)
     qtail = np.full(lock_n, -1, dtype=np.int64)
-    sc = np.zeros(17, dtype=np.int64)
+    sc = np.zeros(18, dtype=np.int64)
     sc[SC_GHOLD] = sc[SC_GHEAD] = sc[SC_GTAIL] = -1
-    smp = np.full((12, total), -1, dtype=np.int64)
-    sstep = np.zeros(total)
-    ci = np.full((rows, 8), -1, dtype=np.int64)  # one row per coordinate access pair
-    cf = np.zeros((rows, 2))
-    clost = np.zeros(rows, dtype=np.bool_)
+    smp = np.empty((12, total), dtype=np.int64)  # every entry is written
+    sstep = np.empty(total)
+    # every entry of a started sample's rows is written: by the loop (_scatter; wread_op,
+    # prev and lost marks with rmw writes) or by _fill_rows; lost starts False; prev is
+    # only needed with rmw writes
+    cols = _trace_columns(rows, rmw)
+    filled = [0, 0]  # samples and rows whose START columns are filled (_fill_rows)
+
+    def fill():
+        k1 = int(sc[SC_STARTED])
+        filled[1] = _fill_rows(t.indptr, t.indices, smp[SM_TERM], filled[0], k1, filled[1], int(sc[SC_BASE]),
+                               cols["sample"], cols["coord"], cols["wread_op"], rmw)
+        filled[0] = k1
+
+    args = tuple(cols[c] for c in TRACE_COLS)
     checkpoints = []
+    run_epoch = _kernel(problem.update)
     for epoch, ep in enumerate(orders):
         ordo = np.zeros(T + 1, dtype=np.int64)
         ordo[1:] = np.cumsum([o.size for o in ep])
@@ -628,39 +977,51 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
         sc[SC_TURN] = 0
         sc[SC_FRESH] = 1
         while True:
-            status = _run_epoch(problem.update, problem.params, problem.aux, t.indptr, t.indices, t.values, t.y, x,
+            status = run_epoch(problem.params, problem.aux, t.indptr, t.indices, t.values, t.y, x,
                                 scale, 1.0 / scale, code, step0, beta, t0, epoch,
                                 mc, ordf, ordo, turns, th, thold, xr, gb, ub,
                                 cs, tree, rq, dbuf, dpos, valid,
                                 nstores, lost_upto, last_row, holder, qhead, qtail,
-                                sc, smp, sstep, ci, cf, clost)
-            if status == 0:
+                                sc, smp, sstep, *args)
+            if status == RUN_DONE:
                 break
-            if status == 1:
+            if status == RUN_NEED_DELAYS:
                 c = int(sc[SC_NEEDCORE])
                 dbuf[c] = streams[c].refill()
                 dpos[c] = 0
+                continue
+            if status == RUN_FLUSH:
+                fill()
+                _flush(sink, sc, th, cols, rmw)
+                if int(sc[SC_NEXTROW] - sc[SC_BASE]) + maxlen > rows // 2:  # samples in flight span the buffer
+                    grown = _trace_columns(2 * rows, rmw)
+                    for c, a in cols.items():
+                        grown[c][:rows if a.size else 0] = a
+                    rows *= 2
+                    cols = grown
+                    args = tuple(cols[c] for c in TRACE_COLS)
                 continue
             raise RuntimeError(f"fast engine: no pending event in epoch {epoch} before the barrier: either the "
                                f"simulated time passed 2**{62 - int(tree[0])} ticks (the event keys' range) or an "
                                "engine bug; rerun with engine='reference' and report the spec and machine")
         checkpoints.append((epoch + 1, int(sc[SC_FINISHED]), int(sc[SC_NOW]), x.copy()))
+    if trace:
+        fill()
+    if stream:
+        _flush(sink, sc, th, cols, rmw)  # the run is over: every row is final
     sa = SampleArrays(0)
     for i, col in enumerate(SM_COLS):
         setattr(sa, col, smp[i])
     sa.step = sstep
     samples = sa.frame()
     coords = order = None
-    if coord_trace:
+    if trace and not stream:
         from workload.trace import COORD_SCHEMA
 
-        from .model import ORDER_SCHEMA, _frame
+        from .model import _frame
 
-        coords = _frame({"sample": ci[:, CI_SAMPLE], "coord": ci[:, CI_COORD], "read_tick": ci[:, CI_READ_TICK],
-                         "read_value": cf[:, CF_READ_VALUE], "write_tick": ci[:, CI_WRITE_TICK], "delta": cf[:, CF_DELTA],
-                         "lost": clost}, COORD_SCHEMA)
-        order = _frame({"read_op": ci[:, CI_READ_OP], "wread_op": ci[:, CI_WREAD_OP], "write_op": ci[:, CI_WRITE_OP]},
-                       ORDER_SCHEMA)
+        coords = _frame({c: cols[c] for c in COORD_SCHEMA}, COORD_SCHEMA)
+        order = _frame({c: cols[c] for c in ORDER_SCHEMA}, ORDER_SCHEMA)
     history = history_frame(problem, spec, x0, checkpoints, with_opt)
     return SimResult(x=x, samples=samples, coords=coords, order=order, history=history, ticks=int(sc[SC_NOW]),
                      lost_updates=int(sc[SC_LOST]), engine="fast", machine=machine, spec=spec, x0=x0)

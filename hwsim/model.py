@@ -22,14 +22,21 @@ Events and the tie-break
     that event, in program order.
 
 One sample (thread w on core c; term e with support j_0 < ... < j_{m-1})
-    1. START: ``start_seq = started++`` (the sample's id), ``finished_at_start =
-       finished``, ``t_start = now``.  Then the scheme's *acquire* (below); it may block.
+    1. ACQUIRE, then START: the scheme's *acquire* (below) first; it may block.  START
+       happens in the event where the acquire succeeds -- the same event for a free lock
+       (one's own turn, or no lock at all), the wake-up event for a blocked thread:
+       ``start_seq = started++`` (the sample's id), ``finished_at_start = finished``,
+       ``t_start = now``.  So a sample waiting for a lock or turn has read nothing and is
+       not in flight, as realrun counts it (its tickets and clock are taken inside the
+       lock, :mod:`realrun.kernels`): under ``lock-global`` and ``round-robin`` no two
+       samples overlap (τ_k = 0), under ``lock-coord`` only samples with disjoint
+       supports can.
     2. READS, for i = 0..m-1: *issue* read i -- its cost ``read_cost + miss(c, j_i)`` is
        fixed now -- and wait that many ticks; at the event that ends the wait the read
        *completes*: x̂[i] = ``read_value(x, j_i)`` (value at that moment), the core touches
        j_i's line, and read i+1 is issued in the same event.
-    3. READ DONE (in the event of the last read's completion; in the START/acquire event
-       when m = 0): ``t_read_done = now``, ``read_seq = readdone++``; the update
+    3. READ DONE (in the event of the last read's completion; in the START event when
+       m = 0): ``t_read_done = now``, ``read_seq = readdone++``; the update
        ``u = problem.update(x̂, γ)`` is computed with γ = ``step_at(..., epoch,
        t = position·T + w)``; the compute delay d is the next draw of the *running*
        core's delay stream; wait d ticks.
@@ -43,8 +50,8 @@ One sample (thread w on core c; term e with support j_0 < ... < j_{m-1})
        holder of the line.  The next write is issued in the same event.
     5. END (event of the last store; the write-start event when m = 0): ``t_end = now``,
        ``end_seq = finished++``, ``started_at_end = started``; the scheme's *release*; then,
-       in the same event, START of the thread's next sample or, after its last one, the
-       epoch barrier.
+       in the same event, the next sample's ACQUIRE (and START when it succeeds) or, after
+       the thread's last sample, the epoch barrier.
 
 Memory order, lost updates
     Every memory effect (read completion, rmw read, store) gets the next number of one
@@ -124,6 +131,7 @@ Arithmetic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -171,7 +179,7 @@ class SimResult:
     x            final model in its stored dtype (int64 for ``fixed``)
     samples      SAMPLE_SCHEMA table, one row per sample, ordered by ``sample`` (= start order)
     coords       COORD_SCHEMA table (one row per support coordinate of each sample, in
-                 sample then support order) or None when ``coord_trace=False``
+                 sample then support order) or None when ``coord_trace`` is False or a file
     order        memory-operation numbers aligned with ``coords`` (ORDER_SCHEMA) or None
     history      HISTORY_SCHEMA table; time = simulated seconds
     ticks        simulated length of the run (the last barrier's tick)
@@ -179,6 +187,9 @@ class SimResult:
     engine       "reference" or "fast" (the engine that actually ran)
     machine, spec
     x0           initial model (stored dtype), for the checks
+    coords_path  the Parquet file the coordinate trace was streamed to (``coord_trace`` a
+                 path or :class:`hwsim.coordtrace.CoordTraceFile`), else None; the file holds
+                 ``coords`` then ``order``'s columns; :meth:`coord_frames` reads it back
     """
 
     x: np.ndarray
@@ -192,9 +203,27 @@ class SimResult:
     machine: Machine
     spec: RunSpec
     x0: np.ndarray
+    coords_path: Path | None = None
 
     def x_float(self) -> np.ndarray:
         return to_float(self.x, self.spec.fixed_point_bits)
+
+    def has_coords(self) -> bool:
+        """Whether the coordinate trace was kept (in memory or in a file)."""
+        return self.coords is not None or self.coords_path is not None
+
+    def coord_frames(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """(coords, order): the in-memory coordinate trace, or the streamed file read back
+        (whole, into memory).  ValueError when the run kept none."""
+        if self.coords is not None:
+            return self.coords, self.order
+        if self.coords_path is not None:
+            from .coordtrace import read_coord_trace
+
+            return read_coord_trace(self.coords_path)
+        raise ValueError("this needs the coordinate trace, which this run did not keep; rerun "
+                         "hwsim.simulate(..., coord_trace=True) (in memory) or coord_trace='coords.parquet' "
+                         "(streamed to a file)")
 
 
 def all_orders(spec: RunSpec, n_terms: int) -> list[list[np.ndarray]]:
@@ -268,4 +297,4 @@ def history_frame(problem, spec: RunSpec, x0: np.ndarray, checkpoints: list[tupl
     rows = [history_row(problem, x0, spec, 0, 0, 0.0, x_star)]
     for epoch, samples, tick, x in checkpoints:
         rows.append(history_row(problem, x, spec, epoch, samples, tick * 1e-9, x_star))
-    return pd.DataFrame(rows).astype(HISTORY_SCHEMA)
+    return pd.DataFrame({c: np.array([r[c] for r in rows], dtype=t) for c, t in HISTORY_SCHEMA.items()})

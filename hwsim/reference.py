@@ -243,7 +243,7 @@ class _Machine:
         return True
 
     # --- scheme acquire / release -------------------------------------------------------
-    def acquire(self, th: _Thread, k: int, idx: np.ndarray):
+    def acquire(self, th: _Thread, idx: np.ndarray):
         if self.scheme == SCHEME_LOCK_GLOBAL:
             if not self.global_lock.acquire(th):
                 yield from self.cpu.block(th)
@@ -281,7 +281,8 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     lo, hi = int(t.indptr[e]), int(t.indptr[e + 1])
     idx = t.indices[lo:hi]
     m = hi - lo
-    # 1. START
+    # 1. the scheme's acquire (may block), then START in the event where it succeeds
+    yield from sim.acquire(th, idx)
     k = sim.started
     sim.started += 1
     S.worker[k], S.epoch[k], S.position[k], S.term[k] = th.id, epoch, pos, e
@@ -289,7 +290,6 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     S.t_start[k] = env.now
     row0 = sim.next_row
     sim.next_row += m if C is not None else 0
-    yield from sim.acquire(th, k, idx)
     # 2. READS
     xr = np.empty(m)
     for i in range(m):

@@ -93,15 +93,77 @@ def test_round_robin_equals_the_serial_oracle(svm, machine, order):
 @pytest.mark.parametrize("scheme", ["lock-global", "round-robin"])
 @pytest.mark.parametrize("dtype", ["fixed", "float64"])
 def test_serialising_schemes_read_the_serial_iterate(lsq, scheme, dtype):
-    """lock-global (and round-robin): x̂_k = x_k for every k under the after-write labelling
-    -- no perturbation at all, although the processing intervals (which include waiting
-    for the lock) overlap."""
+    """lock-global (and round-robin): a sample STARTs when it holds the lock (turn), so
+    waiting is outside its interval (hwsim.model, step 1) and no two samples overlap:
+    τ_k = 0 under every labelling, and x̂_k = x_k exactly -- no perturbation at all."""
     spec = RunSpec(problem="least-squares", scheme=scheme, threads=4, epochs=2, step=0.05, dtype=dtype, seed=3)
     r = run_both(spec, Machine(cores=4, read_cost=2, write_cost=3, coherence_cost=30, delay=Exponential(20.0)), lsq)
-    idn = checks.identity(r, "after-write")
-    assert (idn["lhs"] == 0).all() and idn["holds"].all()
-    assert checks.perturbations(r, "after-write").empty
-    assert checks.tau(r.samples)["overlap"].max() > 0  # waiting samples do overlap
+    for lab in ("start", "after-read", "after-write"):
+        idn = checks.identity(r, lab)
+        assert (idn["lhs"] == 0).all() and idn["holds"].all()
+        assert checks.perturbations(r, lab).empty
+    t = checks.tau(r.samples)
+    assert (t[["overlap", "overlap_counters", "tau_start", "tau_after_read", "tau_after_write"]] == 0).all().all()
+    s = r.samples
+    assert np.array_equal(s["start_seq"], s["end_seq"]) and np.array_equal(s["start_seq"], s["read_seq"])
+
+
+LOCKING_MACHINES = [
+    Machine(cores=8, read_cost=2, write_cost=3, coherence_cost=30, delay=Exponential(20.0)),
+    Machine(cores=2, read_cost=2, write_cost=3, coherence_cost=30, delay=Exponential(20.0), quantum=25, switch_cost=3),
+]
+
+
+@pytest.mark.parametrize("machine", LOCKING_MACHINES, ids=["pinned", "time-sliced"])
+@pytest.mark.parametrize("scheme", ["lock-global", "round-robin"])
+@pytest.mark.parametrize("threads", [2, 3, 5, 8])
+def test_lock_global_and_round_robin_never_overlap(svm, machine, scheme, threads):
+    """τ_k = 0 for every sample at any thread count (realrun measures the same: its tickets
+    are taken inside the lock / turn), and every sample starts after the previous one ended."""
+    spec = RunSpec(problem="svm", scheme=scheme, threads=threads, epochs=2, dtype="float64", seed=threads)
+    r = run_both(spec, machine, svm, coord_trace=False)
+    s = r.samples.sort_values("sample")
+    assert (checks.tau(s)["overlap"] == 0).all()
+    assert checks.tau_summary(s)["tau"].eq(0).all()
+    assert (s["t_start"].to_numpy()[1:] >= s["t_end"].to_numpy()[:-1]).all()
+    assert (s["finished_at_start"] == s["sample"]).all() and (s["started_at_end"] == s["sample"] + 1).all()
+
+
+def _terms_with_supports(supports, n):
+    indptr = np.concatenate([[0], np.cumsum([len(sp_) for sp_ in supports])])
+    indices = np.concatenate([np.asarray(sp_, dtype=np.int32) for sp_ in supports])
+    values = np.linspace(0.5, 1.5, indices.size)
+    return Terms(indptr.astype(np.int64), indices, values, np.linspace(-1.0, 1.0, len(supports)), n)
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_lock_coord_overlaps_only_disjoint_supports(threads):
+    """lock-coord: samples on disjoint supports run concurrently (τ > 0); samples on one
+    identical support serialise on its locks and never overlap (τ = 0).  Whatever the
+    supports, two overlapping samples never share a coordinate."""
+    per = 12
+    disjoint = _terms_with_supports([[2 * (i % threads), 2 * (i % threads) + 1] for i in range(threads * per)],
+                                    2 * threads)
+    same = _terms_with_supports([[0, 3, 5]] * (threads * per), 6)
+    machine = Machine(cores=threads, read_cost=2, write_cost=3, coherence_cost=10, delay=Exponential(15.0))
+    for terms, want_overlap in ((disjoint, True), (same, False)):
+        problem = make_problem("least-squares", terms, lam=1e-2, reg="l2")
+        spec = RunSpec(problem="least-squares", scheme="lock-coord", threads=threads, epochs=2, order="fixed-shuffle",
+                       dtype="fixed", seed=1)
+        r = run_both(spec, machine, problem)
+        t = checks.tau(r.samples)
+        assert (t["overlap"] == t["overlap_counters"]).all()
+        if want_overlap:
+            assert t["overlap"].max() > 0
+        else:
+            assert (t["overlap"] == 0).all() and checks.tau_summary(r.samples)["tau"].eq(0).all()
+        s = r.samples.sort_values("sample").reset_index(drop=True)
+        start, sae = s["sample"].to_numpy(), s["started_at_end"].to_numpy()
+        supp = [set(terms.indices[terms.indptr[e]:terms.indptr[e + 1]]) for e in s["term"]]
+        for k in range(len(s)):
+            for i in range(k + 1, sae[k]):  # i started after k, before k ended: they overlap
+                assert not (supp[i] & supp[k]), (k, i)
+        assert start.size == threads * per * 2
 
 
 @pytest.mark.parametrize("p", [1, 2, 3, 4, 8])
