@@ -18,15 +18,20 @@ Tables:
    spell on this shared machine hits them alike); the ``hogwild`` rows are set against the
    original C++ Hogwild! figures on this machine type (1.7M samples/s at 1 thread, 3.25M
    at 2) and the targets (2× at 1 thread, 1.4× at 2); ``hogwild plain`` is the same
-   kernel without software prefetch and in the data's own coordinate numbering (the naive
-   random-order visit);
+   kernel without software prefetch, in the data's own coordinate numbering, supports in
+   storage order (the naive random-order visit); ``hogwild storage-order`` (2 threads)
+   reads and writes supports in storage order instead of ascending coordinate order
+   (``options.row_order = false``);
+   ``load`` is the median 1-minute load average sampled after each of the configuration's
+   runs (2 CPUs: above ~1 at 1 thread or ~2 at 2 threads, others are sharing the cores);
 2. instrumentation overhead: the median over runs of the paired ratio on/off;
 3. visit orders at 1 thread (kernel only, no reshuffle, no instrumentation;
    ``realrun.calibrate.visit_rates``): the per-core ceiling (cache-resident rows), rows
    in storage order, the prefetched random order, the plain random order; at 2 threads
    the kernel on one shared model against a private model per thread
    (``realrun.calibrate.sharing_rates``: what the bouncing hot cache lines cost); and the
-   reshuffle's own cost (``workload.order.worker_orders``);
+   reshuffle's own cost (``workload.order.worker_orders``, the jitted Fisher--Yates shuffle,
+   beside numpy's ``Generator.permutation`` that it replaced);
 4. lost updates of plain ``hogwild`` at 2 threads on this SVM (``options.count_lost``:
    every write is an exchange that notices what it overwrote) and τ;
 5. calibration microbenchmarks: core-to-core cache-line transfer (``pingpong``) and per-
@@ -55,7 +60,7 @@ from realrun import coord_cost, pingpong, run  # noqa: E402
 from realrun.calibrate import sharing_rates, visit_rates  # noqa: E402
 from workload.build import build_problem  # noqa: E402
 from workload.order import worker_orders  # noqa: E402
-from workload.spec import DataSpec, RunSpec  # noqa: E402
+from workload.spec import STREAM_ORDER, DataSpec, RunSpec, stream  # noqa: E402
 
 CPP_HOGWILD = {1: 1.70e6, 2: 3.25e6}  # the C++ Hogwild! SVM here: samples/s, median of 10
 TARGET_FACTOR = {1: 2.0, 2: 1.4}
@@ -87,7 +92,10 @@ def _configs(schemes, threads):
                 out.append((s, p, inst, {}))
     if "hogwild" in schemes:
         for p in threads:
-            out.append(("hogwild plain", p, False, {"prefetch": 0, "relabel": False}))
+            out.append(("hogwild plain", p, False, {"prefetch": 0, "relabel": False, "row_order": False}))
+        for p in threads:
+            if p > 1:
+                out.append(("hogwild storage-order", p, False, {"row_order": False}))
     return out
 
 
@@ -111,6 +119,7 @@ def main(argv=None):
     cfgs = _configs(schemes, threads)
     rates = {i: [] for i in range(len(cfgs))}
     oncpu = {i: [] for i in range(len(cfgs))}
+    cfg_loads = {i: [] for i in range(len(cfgs))}
     loads = []
     taus = {i: [] for i in range(len(cfgs))}
     jit = {}
@@ -123,6 +132,7 @@ def main(argv=None):
                 continue
             rates[i].append(res.samples_per_s)
             oncpu[i].append(res.info["oncpu_samples_per_s"])
+            cfg_loads[i].append(os.getloadavg()[0])
             if inst:
                 taus[i].append(float(np.mean(res.tau())))
             del res
@@ -134,8 +144,8 @@ def main(argv=None):
     print("\n1. samples/s (median [min–max] over runs; epoch-shuffle reshuffle included); "
           f"load average during the runs {min(loads):.1f}–{max(loads):.1f} on {os.cpu_count()} CPUs")
     print("   on-CPU: samples over CPU seconds (reshuffle + slowest worker), a diagnostic when others share the cores")
-    print(f"{'scheme':<16}{'threads':>7} {'instr':>5} {'median':>8}  {'spread':>17}  {'vs C++':>6}  "
-          f"{'target':>13}  {'on-CPU':>7}  {'mean τ':>6}  {'jit s':>5}")
+    print(f"{'scheme':<22}{'threads':>7} {'instr':>5} {'median':>8}  {'spread':>17}  {'vs C++':>6}  "
+          f"{'target':>13}  {'on-CPU':>7}  {'mean τ':>6}  {'jit s':>5}  {'load':>4}")
     rows = []
     for i, (s, p, inst, opts) in enumerate(cfgs):
         v = np.array(rates[i])
@@ -147,17 +157,19 @@ def main(argv=None):
                 need = TARGET_FACTOR[p] * CPP_HOGWILD[p]
                 tgt = f"{'met' if med >= need else 'MISSED'} {need / 1e6:.2f}M"
         tau = f"{np.median(taus[i]):6.2f}" if taus[i] else ""
-        print(f"{s:<16}{p:>7} {'on' if inst else 'off':>5} {_fmt(med):>8}  [{_fmt(v.min())}–{_fmt(v.max())}]"
-              f"  {vs:>6}  {tgt:>13}  {_fmt(np.median(oncpu[i])):>7}  {tau:>6}  {jit[i]:5.2f}")
+        print(f"{s:<22}{p:>7} {'on' if inst else 'off':>5} {_fmt(med):>8}  [{_fmt(v.min())}–{_fmt(v.max())}]"
+              f"  {vs:>6}  {tgt:>13}  {_fmt(np.median(oncpu[i])):>7}  {tau:>6}  {jit[i]:5.2f}"
+              f"  {np.median(cfg_loads[i]):4.2f}")
         rows.append({"scheme": s, "threads": p, "instrument": inst, "options": opts, "samples_per_s": v.tolist(),
-                     "median": med, "oncpu_samples_per_s": oncpu[i], "mean_tau": taus[i], "jit_seconds": jit[i]})
+                     "median": med, "oncpu_samples_per_s": oncpu[i], "mean_tau": taus[i], "jit_seconds": jit[i],
+                     "load_average": cfg_loads[i]})
 
     print("\n2. instrumentation overhead: 1 − on/off (median of paired runs)")
     for i, (s, p, inst, opts) in enumerate(cfgs):
         if inst:
             j = cfgs.index((s, p, False, opts))
             ratio = np.array(rates[i]) / np.array(rates[j])
-            print(f"{s:<16}{p:>7}   {100 * (1 - np.median(ratio)):5.1f}%   "
+            print(f"{s:<22}{p:>7}   {100 * (1 - np.median(ratio)):5.1f}%   "
                   f"(per run: {', '.join(f'{100 * (1 - q):.1f}' for q in ratio)})")
 
     print("\n3. visit orders, 1 thread, kernel only (median [min–max] of 5)")
@@ -173,12 +185,17 @@ def main(argv=None):
         sh, pr = sr.loc["shared", "samples_per_s"], sr.loc["private", "samples_per_s"]
         print(f"2 threads, kernel only: one shared model {_fmt(sh)}, a private model each {_fmt(pr)} "
               f"(sharing costs {100 * (1 - sh / pr):.0f}%: the hot coordinates' cache lines moving between cores)")
-    ts = []
+    ts, tn = [], []
+    buf = np.full(problem.N, -1, dtype=np.int64)
     for e in range(10):
         t = time.perf_counter()
-        worker_orders(base, problem.N, e)
+        worker_orders(base, problem.N, e, out=buf)
         ts.append(time.perf_counter() - t)
-    print(f"reshuffle (worker_orders, {problem.N} terms): {1e3 * np.median(ts):.2f} ms per epoch (median of 10)")
+        t = time.perf_counter()
+        stream(base.seed, STREAM_ORDER, e).permutation(problem.N)
+        tn.append(time.perf_counter() - t)
+    print(f"reshuffle (worker_orders, {problem.N} terms, jitted Fisher–Yates): {1e3 * np.median(ts):.2f} ms per "
+          f"epoch; numpy Generator.permutation {1e3 * np.median(tn):.2f} ms (medians of 10, interleaved)")
 
     print("\n4. lost updates, plain hogwild, 2 threads (count_lost probe; every write a locked exchange)")
     if 2 in threads and len(os.sched_getaffinity(0)) >= 2:
@@ -203,7 +220,8 @@ def main(argv=None):
           f"(n = {cc.n}, support {cc.support})")
     if a.json:
         Path(a.json).write_text(json.dumps({"configs": rows, "load_average": loads, "visit_rates": vr.to_dict("records"),
-                                            "reshuffle_ms": 1e3 * float(np.median(ts)), "lost": lost,
+                                            "reshuffle_ms": 1e3 * float(np.median(ts)),
+                                            "numpy_permutation_ms": 1e3 * float(np.median(tn)), "lost": lost,
                                             "pingpong_ns": None if pp is None else pp.transfer_ns,
                                             "coord_cost": cc._asdict()}, indent=1))
 

@@ -244,6 +244,31 @@ def _make_prefetch(rw: int, locality: int, doc: str):
     return _prefetch
 
 
+@intrinsic
+def prefetch_row_write(typingctx, ary, i):
+    """Prefetch the cache line holding ``ary[i, 0]`` (a 2-d array) with intent to write
+    (``prefetchw``): a row about to be stored into is owned before the stores arrive, so
+    they do not wait in the store buffer for its read-for-ownership."""
+    if not isinstance(ary, types.Array) or ary.ndim != 2:
+        raise TypeError(f"prefetch_row_write: the first argument must be a 2-d array, got {ary}")
+    sig = types.void(ary, types.intp)
+
+    def codegen(context, builder, signature, args):
+        aryv, iv = args
+        aryty = signature.args[0]
+        arr = context.make_array(aryty)(context, builder, aryv)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, arr, [iv, ir.Constant(iv.type, 0)],
+                                       wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 # llvm.prefetch(ptr, rw, locality, data): locality 3 -> prefetcht0 (all levels), 2 -> prefetcht1
 # (L2 and outward).  A prefetch is a hint: it never faults, even past the array's end.
 prefetch = _make_prefetch(0, 3, "Prefetch ``ary[idx]``'s cache line for reading into L1 (``prefetcht0``).")

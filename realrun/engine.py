@@ -5,8 +5,10 @@ apart), starts ``spec.threads`` Python threads -- each pinned to its own core wh
 are no more threads than cores -- and then, per epoch:
 
 1. the main thread starts the epoch's clock, draws the epoch's visit orders with
-   :func:`workload.order.worker_orders` (the single source of every engine's order: the
-   reshuffle's cost is inside the timed region) and releases the workers at a barrier;
+   :func:`workload.order.worker_orders` (the single source of every engine's order, a
+   jitted Fisher--Yates shuffle: the reshuffle's cost is inside the timed region; it
+   writes into a buffer allocated and touched before the first epoch) and releases the
+   workers at a barrier;
 2. each worker runs its nogil kernel (:mod:`realrun.kernels`) over its order against the
    one shared model array;
 3. the main thread stops the clock when the last worker reaches the end barrier; the
@@ -34,6 +36,12 @@ Spec options read here (``spec.options``; others are ignored), validated in ``_o
 ``clock_every`` (int >= 1, default 1)
     read the clock (four time stamps) for recorded samples at positions divisible by k;
     the others' ``t_*`` columns are -1.  Counters are read for every sample regardless;
+``row_order`` (bool; default: on when threads > 1)
+    read and write each support in ascending (kernel) coordinate order rather than in
+    storage order (:func:`realrun.kernels.make_worker`, ``row_ordered``): the same values,
+    bit for bit, but each cache line of the shared model is touched in one run of
+    consecutive accesses per sample, so the hot lines move between cores fewer times;
+    costs one small index per nonzero (``_Layout.row_order``), read only when on;
 ``count_lost`` (bool, default False)
     ``hogwild``: write through the lost-update probe (:func:`realrun.atomics.exchange_add`)
     and report the count in ``lost_updates`` (slower: each write is a locked exchange).
@@ -114,7 +122,7 @@ class RealResult:
         the instrumentation setting; whether Ctrl-C ended the run; the spec.
     info
         extras: the options in force (``prefetch``, ``relabel``, ``trace_every``,
-        ``clock_every``), ``pinned``, ``kernel_scheme`` (``hogwild`` with
+        ``clock_every``, ``row_ordered``), ``pinned``, ``kernel_scheme`` (``hogwild`` with
         ``write_mode = "atomic"`` runs the ``hogwild-atomic`` kernel), ``cas_failures``
         (hogwild-atomic compare-and-swap retries: contention seen), ``lock_spins`` (pauses
         spent waiting for a lock or the token), ``ns_per_tick`` (the calibrated time-stamp
@@ -219,6 +227,22 @@ class _Layout:
             self.aux = aux
         self.seconds = time.perf_counter() - t0
 
+    def row_order(self) -> np.ndarray:
+        """Per entry of ``indices``: the positions of its term's entries by ascending
+        (kernel) coordinate -- ``row_order[lo:hi]`` is the argsort of ``indices[lo:hi]``
+        -- as uint8 / uint16 / uint32, the narrowest that holds the longest support.  The
+        kernels built with ``row_ordered`` read and write each support in this order
+        (:func:`realrun.kernels.make_worker`).  Built on first use (outside any timed
+        region) and kept with the layout."""
+        with _layout_lock:
+            ro = getattr(self, "_row_order", None)
+            if ro is None:
+                dt = np.uint8 if self.maxlen <= 2**8 else np.uint16 if self.maxlen <= 2**16 else np.uint32
+                ro = np.empty(self.indices.size, dtype=dt)
+                _argsort_rows(self.indptr, self.indices, ro)
+                self._row_order = ro
+        return ro
+
     @classmethod
     def of(cls, problem: Problem, relabel: bool) -> "_Layout":
         """The layout of ``problem``, built once per problem object and kept while it lives
@@ -239,12 +263,31 @@ class _Layout:
         return np.ascontiguousarray(xk[self.new_of_old]) if self.relabel else xk.copy()
 
 
+@njit(nogil=True, cache=True)
+def _argsort_rows(indptr, indices, out):
+    for e in range(indptr.size - 1):
+        lo = indptr[e]
+        hi = indptr[e + 1]
+        a = np.argsort(indices[lo:hi])
+        for q in range(hi - lo):
+            out[lo + q] = a[q]
+
+
 @njit(nogil=True)
 def _steps(code, step0, beta, t0, epoch, ts):
     out = np.empty(ts.size)
     for i in range(ts.size):
         out[i] = step_at(code, step0, beta, t0, epoch, ts[i])
     return out
+
+
+def _row_order_option(spec: RunSpec) -> bool:
+    """``options.row_order`` (true / false; default: on when threads > 1), validated."""
+    ro = spec.options.get("row_order", None)
+    if ro is not None and not isinstance(ro, (bool, np.bool_)):
+        raise SpecError("options.row_order", ro, "must be true or false (or absent: on when threads > 1)",
+                        "remove options.row_order")
+    return spec.threads > 1 if ro is None else bool(ro)
 
 
 def _check_spec(spec: RunSpec, problem: Problem):
@@ -313,8 +356,10 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
     atomic_writes = spec.scheme == "hogwild-atomic" or (spec.scheme == "hogwild" and spec.write_mode == "atomic")
     kscheme = "hogwild-atomic" if atomic_writes else spec.scheme
     probe = count_lost and kscheme in ("hogwild", "serial")
+    ordered = _row_order_option(spec)  # supports by ascending coordinate: fewer hot-line transfers
+    row_order = lay.row_order() if ordered else None
     kernel = K.make_worker(problem.update, kscheme, instrument=instrument, prefetch_distance=prefetch_distance,
-                           count_lost=probe)
+                           count_lost=probe, row_ordered=ordered)
     sync = np.zeros(K.SYNC_LEN, dtype=np.int64)
     locks = np.zeros(problem.n if kscheme == "lock-coord" else 1, dtype=np.int32)
     x_star = None
@@ -323,8 +368,12 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
         x_star = None if sol is None else sol.x
 
     def call(order, w, xx, rec, stats, epoch):
-        kernel(lay.params, lay.aux, lay.indptr, lay.indices, lay.values, lay.y, order, w, p, xx, code, step0, beta,
-               t0, epoch, scale, lay.maxlen, sync, locks, rec, trace_every, clock_every, stats)
+        if ordered:
+            kernel(lay.params, lay.aux, lay.indptr, lay.indices, lay.values, lay.y, order, w, p, xx, code, step0,
+                   beta, t0, epoch, scale, lay.maxlen, sync, locks, rec, trace_every, clock_every, stats, row_order)
+        else:
+            kernel(lay.params, lay.aux, lay.indptr, lay.indices, lay.values, lay.y, order, w, p, xx, code, step0,
+                   beta, t0, epoch, scale, lay.maxlen, sync, locks, rec, trace_every, clock_every, stats)
 
     # Compile outside any timed region: an empty order runs nothing.
     t_jit = time.perf_counter()
@@ -367,11 +416,15 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
     # (faulted in and zeroed by the OS) inside a timed epoch.
     sizes = split_sizes(lay.N, p)
     rec_rows = [(int(m) + trace_every - 1) // trace_every if instrument else 0 for m in sizes]
-    trace_bytes = spec.epochs * sum(rec_rows) * K.REC_COLS * 8
+    trace_bytes = spec.epochs * (sum(rec_rows) * K.REC_COLS * 8 + (lay.N * 8 if instrument else 0))
     if trace_bytes > _TRACE_WARN_BYTES:
-        log.warning("realrun: the trace will hold %.1f GiB (48 bytes per recorded sample); "
-                    "options.trace_every = k records every k-th sample", trace_bytes / 2**30)
+        log.warning("realrun: the trace will hold %.1f GiB (48 bytes per recorded sample, 8 per sample for "
+                    "the visit orders); options.trace_every = k records every k-th sample", trace_bytes / 2**30)
     rec_all = [np.full((spec.epochs, m, K.REC_COLS), -1, dtype=np.int64) for m in rec_rows]
+    # The shuffle orders' permutations are written into buffers touched here too: one per
+    # epoch when instrumented (the trace keeps each epoch's order), else one reused.
+    order_buf = (np.full((spec.epochs if instrument else 1, lay.N), -1, dtype=np.int64)
+                 if spec.order != "with-replacement" else None)
     ns_per_tick = calibrate_tsc()[0] if instrument else 1.0
     tsc_now()  # compiled here, not in the first epoch
     threads = [threading.Thread(target=worker, args=(w,), name=f"realrun-worker-{w}", daemon=True) for w in range(p)]
@@ -392,7 +445,8 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
             if run_tsc0 is None:
                 run_tsc0 = int(tsc_now())
             c0 = time.thread_time()
-            orders = worker_orders(spec, lay.N, epoch)
+            orders = worker_orders(spec, lay.N, epoch,
+                                   out=None if order_buf is None else order_buf[epoch if instrument else 0])
             shuffle_cpu = time.thread_time() - c0
             recs = [rec_all[w][epoch, :(o.size + trace_every - 1) // trace_every] for w, o in enumerate(orders)]
             job.update(orders=orders, recs=recs, epoch=epoch)
@@ -434,7 +488,7 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
     samples = (_samples_frame(raw, code, step0, beta, t0, p, trace_every, ns_per_tick, run_tsc0)
                if instrument else empty(SAMPLE_SCHEMA))
     info = {"prefetch": prefetch_distance, "relabel": lay.relabel, "trace_every": trace_every,
-            "clock_every": clock_every, "pinned": do_pin, "kernel_scheme": kscheme,
+            "clock_every": clock_every, "pinned": do_pin, "kernel_scheme": kscheme, "row_ordered": ordered,
             "cas_failures": int(allstats[:, K.ST_CAS_FAILS].sum()), "lock_spins": int(allstats[:, K.ST_SPINS].sum()),
             "ns_per_tick": ns_per_tick, "layout_seconds": lay.seconds,
             "oncpu_samples_per_s": samples_done / sum(oncpu) if oncpu and sum(oncpu) > 0 else float("nan")}

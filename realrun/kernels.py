@@ -47,9 +47,17 @@ Fast path: the row data of the sample ``prefetch`` positions ahead is prefetched
 (every cache line of its indices and values) and the row pointer and label of the sample
 ``2 * prefetch`` ahead into L1, so the random-order visit is not latency-bound.  Prefetches
 are hints; they change no value, and ``prefetch = 0`` compiles the plain loop (the tests
-compare the two bit for bit).  The data layout the kernels get (``realrun.engine._Layout``)
-is the other half of the fast path: coordinates as uint16 when the model has at most 65,536
-of them (less memory per row), renumbered by frequency for the linear problems.
+compare the two bit for bit).  A row is taken as two slices indexed by the loop counter
+alone (no negative-index fix-up per coordinate), and the prefetch strides are computed
+once per call (no division per sample).  The data layout the kernels get
+(``realrun.engine._Layout``) is the other half of the fast path: coordinates as uint16
+when the model has at most 65,536 of them (less memory per row), renumbered by frequency
+for the linear problems.  With several threads, kernels built ``row_ordered`` read and
+write each support in ascending coordinate order (:func:`make_worker`): what limits
+Hogwild! there is the hot coordinates' cache lines moving between cores, and touching
+each line in one run per sample moves them less.  The instrumented kernels prefetch the
+trace record's line for writing ``_REC_AHEAD`` records ahead, so its stores do not wait
+for a read-for-ownership from memory (without it the record cost ~9% at one thread).
 """
 from __future__ import annotations
 
@@ -57,13 +65,13 @@ import threading
 
 import numpy as np
 from numba import njit
-from numba.core.registry import CPUDispatcher
 
 from workload.fixed import add_value, encode_delta, read_value
+from workload.problems.base import inlined
 from workload.schedule import step_at
 
 from .atomics import (atomic_add, atomic_fadd, atomic_xchg, exchange_add, load_acquire, os_yield, prefetch,
-                      prefetch_l2, spin_pause, store_release, tsc)
+                      prefetch_l2, prefetch_row_write, spin_pause, store_release, tsc)
 
 SCHEME_CODES = {"serial": 0, "hogwild": 1, "hogwild-atomic": 2, "lock-global": 3, "lock-coord": 4, "round-robin": 5}
 SERIAL, HOGWILD, HOGWILD_ATOMIC, LOCK_GLOBAL, LOCK_COORD, ROUND_ROBIN = range(6)
@@ -85,71 +93,73 @@ REC_COLS = 6
 ST_DONE, ST_LOST, ST_CAS_FAILS, ST_SPINS, ST_RECORDED = range(5)
 ST_LEN = 5
 
+_NO_ROW_ORDER = np.zeros(1, dtype=np.uint16)  # the row_order argument of kernels built without it
+_REC_AHEAD = 16  # records (48 bytes each) ahead that the trace's lines are prefetched for writing
 _PAD = 16  # float64 entries (128 bytes) of padding around each worker's scratch arrays
 _SPIN_CHECK = 127  # a spinning worker checks the stop flag and yields its core every 128 pauses
 
 
-_inline_cache: dict = {}
 _worker_cache: dict = {}
 _lock = threading.Lock()
 
 
 def inline_update(update):
-    """The problem's ``update`` compiled to be inlined into the kernels.
-
-    Numba calls a dispatcher passed as an argument (or closed over) out of line, and an
-    out-of-line call with array arguments pays NRT reference-count updates -- atomic
-    increments on the *shared* arrays' headers, which two threads then bounce between
-    cores on every sample.  So the kernels use the very same Python function, compiled
-    with ``inline="always"`` and otherwise the dispatcher's own options: the same source,
-    the same arithmetic (the bit-for-bit tests against the serial oracle, which calls
-    ``problem.update`` itself, hold this).  Anything that is not a Numba dispatcher is used
-    as given.
-    """
-    if not isinstance(update, CPUDispatcher):
-        return update
-    with _lock:
-        fn = _inline_cache.get(update)
-        if fn is None:
-            opts = {k: v for k, v in update.targetoptions.items() if k not in ("inline", "cache", "nopython")}
-            opts["nogil"] = True
-            fn = njit(inline="always", **opts)(update.py_func)
-            _inline_cache[update] = fn
-    return fn
+    """The problem's ``update`` compiled to be inlined into the kernels
+    (:func:`workload.problems.base.inlined`: an out-of-line call would pay NRT
+    reference-count updates on the *shared* arrays' headers, atomic increments that two
+    threads bounce between cores on every sample)."""
+    return inlined(update)
 
 
-def make_worker(update, scheme: str, *, instrument: bool, prefetch_distance: int, count_lost: bool):
-    """The kernel for one (update, scheme, instrumentation, prefetch, probe) combination.
+def make_worker(update, scheme: str, *, instrument: bool, prefetch_distance: int, count_lost: bool,
+                row_ordered: bool = False):
+    """The kernel for one (update, scheme, instrumentation, prefetch, probe, row order) combination.
 
     ``kernel(params, aux, indptr, indices, values, y, order, w, p, x, code, step0, beta,
     t0, epoch, scale, maxlen, sync, locks, rec, stride, clock_every, stats)`` processes ``order`` (worker
     ``w`` of ``p``) in place on ``x`` and fills ``stats`` (``ST_*``).  ``rec`` receives one
     row per recorded sample (positions divisible by ``stride``); its clock columns hold
     counter readings for positions divisible by ``clock_every`` and -1 elsewhere.
+
+    row_ordered
+        the kernel takes one more argument after ``stats``, ``row_order`` (the layout's
+        :meth:`realrun.engine._Layout.row_order`: for each entry of ``indices``, the
+        positions of its term's entries by ascending coordinate), and reads and writes
+        each support in ascending coordinate order instead of storage order.  Every
+        coordinate of a support is still read once before the update and written once
+        after it, and a support's coordinates are distinct, so no value changes (the tests
+        hold this bit for bit); what changes is *when* each cache line of the shared model
+        is touched: a sample's accesses to one line are consecutive, so each hot line is
+        fetched and owned once per sample rather than once per access run -- fewer
+        transfers of the hot lines between cores (``realrun.engine`` uses it when
+        threads > 1).  Locks (``lock-coord``) are still taken in storage order.
     """
     if scheme not in SCHEME_CODES:
         raise NotImplementedError(f"realrun: scheme {scheme!r} is not implemented; implemented: "
                                   f"{', '.join(SCHEME_CODES)}")
-    key = (update, scheme, bool(instrument), int(prefetch_distance), bool(count_lost))
+    key = (update, scheme, bool(instrument), int(prefetch_distance), bool(count_lost), bool(row_ordered))
     with _lock:
         kern = _worker_cache.get(key)
     if kern is None:
         kern = _build_worker(inline_update(update), SCHEME_CODES[scheme], bool(instrument), int(prefetch_distance),
-                             bool(count_lost))
+                             bool(count_lost), bool(row_ordered))
         with _lock:
             kern = _worker_cache.setdefault(key, kern)
     return kern
 
 
-def _build_worker(upd, scheme, instrument, dist, count_lost):
+def _build_worker(upd, scheme, instrument, dist, count_lost, ordered):
     dist2 = 2 * dist
     probe = count_lost and scheme in (SERIAL, HOGWILD)
     chain = scheme in (SERIAL, HOGWILD, HOGWILD_ATOMIC)  # lock-free: a worker's samples abut
 
     @njit(nogil=True)
-    def kernel(params, aux, indptr, indices, values, y, order, w, p, x, code, step0, beta, t0, epoch, scale,
-               maxlen, sync, locks, rec, stride, clock_every, stats):
+    def run(params, aux, indptr, indices, values, y, order, w, p, x, code, step0, beta, t0, epoch, scale,
+            maxlen, sync, locks, rec, stride, clock_every, stats, row_order):
         inv_scale = 1.0 / scale
+        istep = 64 // indices.itemsize  # entries per cache line (the prefetch stride)
+        vstep = 64 // values.itemsize
+        ostep = 64 // row_order.itemsize
         # Per-worker scratch, padded by two cache lines on each side so no line of it is
         # shared with another worker's allocation.
         xr = np.empty(maxlen + 2 * _PAD)[_PAD:_PAD + maxlen]
@@ -180,15 +190,30 @@ def _build_worker(upd, scheme, instrument, dist, count_lost):
                     lo1 = indptr[e1]
                     hi1 = indptr[e1 + 1]
                     if hi1 > lo1:
-                        for b in range(lo1, hi1, 64 // indices.itemsize):
+                        b = lo1
+                        while b < hi1:
                             prefetch_l2(indices, b)
+                            b += istep
                         prefetch_l2(indices, hi1 - 1)
-                        for b in range(lo1, hi1, 64 // values.itemsize):
+                        b = lo1
+                        while b < hi1:
                             prefetch_l2(values, b)
+                            b += vstep
                         prefetch_l2(values, hi1 - 1)
+                        if ordered:
+                            b = lo1
+                            while b < hi1:
+                                prefetch_l2(row_order, b)
+                                b += ostep
+                            prefetch_l2(row_order, hi1 - 1)
             e = order[i]
             lo = indptr[e]
-            k = indptr[e + 1] - lo
+            hi = indptr[e + 1]
+            k = hi - lo
+            # The row as slices: indexed by the loop counter alone, which the compiler
+            # knows is non-negative (no negative-index fix-up per coordinate).
+            ind = indices[lo:hi]
+            val = values[lo:hi]
             t = i * p + w
             gamma = step_at(code, step0, beta, t0, epoch, t)
             # acquire
@@ -205,7 +230,7 @@ def _build_worker(upd, scheme, instrument, dist, count_lost):
                         os_yield()
             elif scheme == LOCK_COORD:
                 for j in range(k):
-                    c = indices[lo + j]
+                    c = ind[j]
                     while True:
                         if load_acquire(locks, c) == 0 and atomic_xchg(locks, c, 1) == 0:
                             break
@@ -240,24 +265,39 @@ def _build_worker(upd, scheme, instrument, dist, count_lost):
                     t_start = tsc() if clocked else -1
                     start_word = atomic_add(sync, CTR, STARTED_ONE)
             # read
-            for j in range(k):
-                xr[j] = read_value(x, indices[lo + j], inv_scale)
+            if ordered:
+                ro = row_order[lo:hi]
+                for q in range(k):
+                    j = ro[q]
+                    xr[j] = read_value(x, ind[j], inv_scale)
+            else:
+                for j in range(k):
+                    xr[j] = read_value(x, ind[j], inv_scale)
             if instrument:
                 t_read = tsc() if clocked else -1
             # compute
-            upd(params, aux, indices[lo:lo + k], values[lo:lo + k], y[e], xr[:k], gamma, g[:k], u[:k])
+            upd(params, aux, ind, val, y[e], xr[:k], gamma, g[:k], u[:k])
             if instrument:
                 t_write = tsc() if clocked else -1
             # write
-            if scheme == HOGWILD_ATOMIC:
+            if ordered:
+                for q in range(k):
+                    j = ro[q]
+                    if scheme == HOGWILD_ATOMIC:
+                        fails += atomic_fadd(x, ind[j], encode_delta(x, u[j], scale))
+                    elif probe:
+                        lost += exchange_add(x, ind[j], encode_delta(x, u[j], scale))
+                    else:
+                        add_value(x, ind[j], encode_delta(x, u[j], scale))
+            elif scheme == HOGWILD_ATOMIC:
                 for j in range(k):
-                    fails += atomic_fadd(x, indices[lo + j], encode_delta(x, u[j], scale))
+                    fails += atomic_fadd(x, ind[j], encode_delta(x, u[j], scale))
             elif probe:
                 for j in range(k):
-                    lost += exchange_add(x, indices[lo + j], encode_delta(x, u[j], scale))
+                    lost += exchange_add(x, ind[j], encode_delta(x, u[j], scale))
             else:
                 for j in range(k):
-                    add_value(x, indices[lo + j], encode_delta(x, u[j], scale))
+                    add_value(x, ind[j], encode_delta(x, u[j], scale))
             if instrument:
                 if chain and i + 1 < n:  # one ticket ends this sample and starts the next
                     end_word = atomic_add(sync, CTR, STARTED_ONE + 1)
@@ -274,13 +314,17 @@ def _build_worker(upd, scheme, instrument, dist, count_lost):
                 store_release(sync, LOCK, 0)
             elif scheme == LOCK_COORD:
                 for j in range(k):
-                    store_release(locks, indices[lo + j], 0)
+                    store_release(locks, ind[j], 0)
             elif scheme == ROUND_ROBIN:
                 store_release(sync, TURN, t + 1)
             done += 1
             if instrument:
                 if i == rec_next:
                     rec_next += stride
+                    if nrec + _REC_AHEAD < rec.shape[0]:
+                        # own the record's line before its stores arrive: a store that
+                        # waits for its line's read-for-ownership holds up every later store
+                        prefetch_row_write(rec, nrec + _REC_AHEAD)
                     rec[nrec, REC_START] = start_word
                     rec[nrec, REC_END] = end_word
                     rec[nrec, REC_T_START] = t_start
@@ -293,6 +337,15 @@ def _build_worker(upd, scheme, instrument, dist, count_lost):
         stats[ST_CAS_FAILS] = fails
         stats[ST_SPINS] = spins
         stats[ST_RECORDED] = nrec
+
+    if ordered:
+        return run
+
+    @njit(nogil=True)
+    def kernel(params, aux, indptr, indices, values, y, order, w, p, x, code, step0, beta, t0, epoch, scale,
+               maxlen, sync, locks, rec, stride, clock_every, stats):
+        run(params, aux, indptr, indices, values, y, order, w, p, x, code, step0, beta, t0, epoch, scale,
+            maxlen, sync, locks, rec, stride, clock_every, stats, _NO_ROW_ORDER)
 
     return kernel
 

@@ -3,6 +3,7 @@ points, slow oracle ≡ jitted serial SGD bit for bit, and the problem-specific 
 (simplex projection and terminals for multiway cut, seeded start for matrix completion)."""
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from workload.data import Graph, grid_graph, random_graph, synthetic_classification, synthetic_ratings, \
     synthetic_regression
@@ -269,3 +270,22 @@ def test_matrix_completion_errors():
         make_problem("matrix-completion", r, reg="l1")
     with pytest.raises(TypeError, match="needs Ratings"):
         make_problem("matrix-completion", grid_graph((2, 2, 2), seed=0))
+
+
+def test_terms_rejects_unsorted_or_repeated_supports_naming_the_term():
+    from workload.problems.base import Terms
+
+    indptr = np.array([0, 2, 5, 7])
+    ok = np.array([0, 3, 1, 2, 4, 0, 5], dtype=np.int32)
+    Terms(indptr, ok, np.ones(7), np.zeros(3), 6)  # a drop across a term boundary is fine
+    unsorted = np.array([0, 3, 1, 4, 2, 0, 5], dtype=np.int32)
+    with pytest.raises(ValueError, match=r"term 1's support is not sorted: coordinate 2 follows 4.*sort_indices"):
+        Terms(indptr, unsorted, np.ones(7), np.zeros(3), 6)
+    repeated = np.array([0, 3, 1, 2, 4, 5, 5], dtype=np.int32)
+    with pytest.raises(ValueError, match=r"term 2's support repeats: coordinate 5 follows 5.*sum_duplicates"):
+        Terms(indptr, repeated, np.ones(7), np.zeros(3), 6)
+    with pytest.raises(ValueError, match="indptr decreases at term 1"):
+        Terms(np.array([0, 5, 2, 7]), ok, np.ones(7), np.zeros(3), 6)
+    # from_csr sorts and merges, so the same entries are accepted through it
+    A = sp.csr_matrix((np.ones(7), unsorted, indptr), shape=(3, 6))
+    assert Terms.from_csr(A, np.zeros(3)).support(1).tolist() == [1, 2, 4]

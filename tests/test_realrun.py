@@ -355,3 +355,41 @@ def test_pingpong_and_coord_cost_measure_positive_times():
     assert np.isfinite(p.transfer_ns) and p.transfer_ns > 0 and p.round_trip_ns.size == 40
     c = coord_cost(n=1000, support=20, reps=2000)
     assert c.read_ns > 0 and c.write_ns > 0
+
+
+# --- row order: supports read and written by ascending coordinate ---------------------------
+def test_layout_row_order_is_each_supports_argsort(svm):
+    from realrun.engine import _Layout
+
+    lay = _Layout.of(svm, True)
+    ro = lay.row_order()
+    assert ro.dtype == np.uint8 and ro is lay.row_order()  # built once, narrowest type
+    for e in range(svm.N):
+        lo, hi = lay.indptr[e], lay.indptr[e + 1]
+        assert np.array_equal(ro[lo:hi], np.argsort(lay.indices[lo:hi]))
+        assert (np.diff(lay.indices[lo:hi][ro[lo:hi]].astype(np.int64)) > 0).all()
+
+
+@pytest.mark.parametrize("scheme", list(SCHEME_CODES))
+def test_row_order_changes_no_value(svm, scheme):
+    """Reading and writing each support in ascending coordinate order is the same
+    arithmetic: with it on, one thread still equals the oracle bit for bit."""
+    spec = RunSpec(problem="svm", scheme=scheme, threads=1, epochs=2, step=0.05, seed=4,
+                   options={"row_order": True})
+    got = run(spec, problem=svm)
+    assert got.info["row_ordered"]
+    assert np.array_equal(got.x, serial_oracle(svm, spec).x)
+
+
+def test_row_order_is_on_for_several_threads_and_keeps_round_robin_exact(svm):
+    """Round-robin with 3 threads (a fixed interleaving) equals the oracle with the row
+    order on (the default for threads > 1) and off."""
+    rr = RunSpec(problem="svm", scheme="round-robin", threads=3, epochs=2, step=0.05, seed=4)
+    assert run(rr, problem=svm, instrument=False).info["row_ordered"]
+    assert not run(rr.replace(threads=1), problem=svm, instrument=False).info["row_ordered"]
+    for flag in (True, False):
+        got = run(rr.replace(options={"row_order": flag}), problem=svm, instrument=False)
+        assert got.info["row_ordered"] == flag
+        assert np.array_equal(got.x, serial_oracle(svm, rr).x), flag
+    with pytest.raises(SpecError, match="options.row_order"):
+        run(rr.replace(options={"row_order": "yes"}), problem=svm)

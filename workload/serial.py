@@ -9,10 +9,13 @@ sample with position ``i`` in worker ``w``'s order gets the global sequence numb
 
 The oracle is a readable Python loop over numpy; the per-term arithmetic is the problem's
 ``update`` kernel in both, so the only things compared are order, schedule, state
-representation and the write rule.
+representation and the write rule.  The jitted driver inlines ``update`` into its loop
+(:func:`workload.problems.base.inlined`: the same source compiled inline; an out-of-line
+call per term costs reference counting and blocks optimisation across the call).
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import NamedTuple
 
@@ -22,7 +25,7 @@ from numba import njit
 
 from .fixed import add_value, encode_delta, read_value, scale_of, to_float, to_state
 from .order import worker_orders
-from .problems.base import Problem
+from .problems.base import Problem, inlined
 from .schedule import global_t, schedule_args, step_at
 from .spec import RunSpec
 from .trace import HISTORY_SCHEMA
@@ -93,27 +96,47 @@ def serial_oracle(problem: Problem, spec: RunSpec, *, with_opt: bool = False) ->
     return SerialResult(x=x, history=pd.DataFrame(rows).astype(HISTORY_SCHEMA), seconds=seconds)
 
 
-@njit(nogil=True)
+_passes: dict = {}
+_passes_lock = threading.Lock()
+
+
+def _build_pass(upd):
+    @njit(nogil=True)
+    def run_pass(params, aux, indptr, indices, values, y, seq, ts, x, code, step0, beta, t0, epoch, scale):
+        inv_scale = 1.0 / scale
+        maxlen = 0
+        for e in seq:
+            maxlen = max(maxlen, indptr[e + 1] - indptr[e])
+        xr = np.empty(maxlen)
+        g = np.empty(maxlen)
+        u = np.empty(maxlen)
+        for i in range(seq.size):
+            e = seq[i]
+            lo = indptr[e]
+            hi = indptr[e + 1]
+            k = hi - lo
+            idx = indices[lo:hi]  # indexed by the loop counter only: no negative-index fix-up
+            for j in range(k):
+                xr[j] = read_value(x, idx[j], inv_scale)
+            gamma = step_at(code, step0, beta, t0, epoch, ts[i])
+            upd(params, aux, idx, values[lo:hi], y[e], xr[:k], gamma, g[:k], u[:k])
+            for j in range(k):
+                add_value(x, idx[j], encode_delta(x, u[j], scale))
+
+    return run_pass
+
+
 def sgd_pass(update, params, aux, indptr, indices, values, y, seq, ts, x, code, step0, beta, t0, epoch, scale):
-    """Serial SGD over the terms ``seq`` (global sequence numbers ``ts``), in place on x."""
-    inv_scale = 1.0 / scale
-    maxlen = 0
-    for e in seq:
-        maxlen = max(maxlen, indptr[e + 1] - indptr[e])
-    xr = np.empty(maxlen)
-    g = np.empty(maxlen)
-    u = np.empty(maxlen)
-    for i in range(seq.size):
-        e = seq[i]
-        lo = indptr[e]
-        k = indptr[e + 1] - lo
-        idx = indices[lo:lo + k]
-        for j in range(k):
-            xr[j] = read_value(x, idx[j], inv_scale)
-        gamma = step_at(code, step0, beta, t0, epoch, ts[i])
-        update(params, aux, idx, values[lo:lo + k], y[e], xr[:k], gamma, g[:k], u[:k])
-        for j in range(k):
-            add_value(x, idx[j], encode_delta(x, u[j], scale))
+    """Serial SGD over the terms ``seq`` (global sequence numbers ``ts``), in place on x.
+
+    ``update`` (the problem's kernel) is inlined into the jitted loop
+    (:func:`workload.problems.base.inlined`); one compiled loop per update, cached.
+    """
+    with _passes_lock:
+        fn = _passes.get(update)
+        if fn is None:
+            fn = _passes[update] = _build_pass(inlined(update))
+    fn(params, aux, indptr, indices, values, y, seq, ts, x, code, step0, beta, t0, epoch, scale)
 
 
 def serial_sgd(problem: Problem, spec: RunSpec, *, with_opt: bool = False) -> SerialResult:

@@ -3,8 +3,8 @@
 Every problem hands both engines the same three things:
 
 * ``terms``: a :class:`Terms` CSR structure -- term ``e`` reads and writes the coordinates
-  ``indices[indptr[e]:indptr[e+1]]`` (its *support*, sorted ascending), with per-entry
-  values ``values[...]`` and a scalar label ``y[e]``;
+  ``indices[indptr[e]:indptr[e+1]]`` (its *support*, strictly increasing: checked when the
+  ``Terms`` is built), with per-entry values ``values[...]`` and a scalar label ``y[e]``;
 * ``params`` (float64 array) and ``aux`` (float64, one entry per coordinate): constants the
   update kernel reads;
 * ``update``: one ``@njit(nogil=True)`` function
@@ -20,6 +20,7 @@ realrun all call it, so simulated and measured runs differ only in interleaving 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -32,7 +33,7 @@ class Terms:
     """Sparse terms in CSR form; the arrays are C-contiguous with fixed dtypes."""
 
     indptr: np.ndarray  # int64 (N+1,)
-    indices: np.ndarray  # int32 (nnz,), sorted within each term
+    indices: np.ndarray  # int32 (nnz,), strictly increasing within each term (checked)
     values: np.ndarray  # float64 (nnz,)
     y: np.ndarray  # float64 (N,)
     n: int  # number of coordinates
@@ -50,6 +51,40 @@ class Terms:
             raise ValueError("Terms: indptr must start at 0 and end at nnz, and indices/values must have nnz entries")
         if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= self.n):
             raise ValueError(f"Terms: coordinate indices must lie in [0, n={self.n})")
+        if np.any(np.diff(self.indptr) < 0):
+            e = int(np.flatnonzero(np.diff(self.indptr) < 0)[0])
+            raise ValueError(f"Terms: indptr decreases at term {e} ({self.indptr[e]} -> {self.indptr[e + 1]}); "
+                             "indptr must be non-decreasing (CSR row pointers)")
+        self._check_supports()
+
+    def _check_supports(self):
+        """Each term's coordinates strictly increasing (sorted, no repeats): checked once here.
+
+        The engines rely on it: per-coordinate locks are taken in support order (deadlock
+        freedom needs one global order), a repeated coordinate would be read twice and
+        written twice per update, and the sparsity statistics count each coordinate once.
+        """
+        ind = self.indices
+        if ind.size < 2:
+            return
+        bad = np.flatnonzero(ind[1:] <= ind[:-1]) + 1  # entries not above their predecessor
+        if bad.size == 0:
+            return
+        starts = np.zeros(ind.size + 1, dtype=bool)
+        starts[self.indptr] = True  # a term's first entry has no predecessor in its term
+        bad = bad[~starts[bad]]
+        if bad.size == 0:
+            return
+        q = int(bad[0])
+        e = int(np.searchsorted(self.indptr, q, side="right") - 1)
+        lo, hi = int(self.indptr[e]), int(self.indptr[e + 1])
+        what = "repeats" if ind[q] == ind[q - 1] else "is not sorted"
+        shown = ind[lo:hi] if hi - lo <= 12 else f"{ind[lo:lo + 12]}..."
+        raise ValueError(f"Terms: term {e}'s support {what}: coordinate {int(ind[q])} follows {int(ind[q - 1])} "
+                         f"(entries {q - 1 - lo} and {q - lo} of {shown}); {bad.size} such entr"
+                         f"{'y' if bad.size == 1 else 'ies'} in all.  Each term's coordinates must be strictly "
+                         "increasing: build with Terms.from_csr(A, y), or call A.sum_duplicates() (merges "
+                         "repeats, adding their values) and A.sort_indices() on the CSR matrix first")
 
     @property
     def N(self) -> int:
@@ -159,6 +194,39 @@ class Problem:
         """∇f(x) = (1/N) Σ_e ∇f_e(x), assembled from the per-term kernel."""
         return _full_gradient(self.update, self.params, self.aux, self.terms.indptr, self.terms.indices,
                               self.terms.values, self.terms.y, np.ascontiguousarray(x, dtype=np.float64))
+
+
+_inline_cache: dict = {}
+_inline_lock = threading.Lock()
+
+
+def inlined(update):
+    """The problem's ``update`` compiled to be inlined into a jitted caller's loop.
+
+    Numba calls a dispatcher passed as an argument (or closed over) out of line, and an
+    out-of-line call with array arguments pays NRT reference-count updates per call --
+    atomic increments on the arrays' headers (shared arrays' headers bounce between
+    cores when threads call it) -- and blocks optimisation across the call.  So the
+    drivers (``workload.serial.sgd_pass``, realrun's kernels) use the very same Python
+    function, compiled with ``inline="always"`` and otherwise the dispatcher's own
+    options: the same source, the same arithmetic (the bit-for-bit tests against
+    ``workload.serial.serial_oracle``, which calls ``problem.update`` itself, hold this).
+    Anything that is not a Numba dispatcher is returned as given.  One compiled function
+    per update, cached.
+    """
+    from numba import njit
+    from numba.core.registry import CPUDispatcher
+
+    if not isinstance(update, CPUDispatcher):
+        return update
+    with _inline_lock:
+        fn = _inline_cache.get(update)
+        if fn is None:
+            opts = {k: v for k, v in update.targetoptions.items() if k not in ("inline", "cache", "nopython")}
+            opts["nogil"] = True
+            fn = njit(inline="always", **opts)(update.py_func)
+            _inline_cache[update] = fn
+    return fn
 
 
 def _make_full_gradient():
