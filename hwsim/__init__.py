@@ -106,7 +106,9 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
         from .sync import simulate_sync
 
         return simulate_sync(spec, machine, problem=problem, engine=engine, coord_trace=keep, with_opt=with_opt)
-    if spec.scheme == "buckwild":  # fixed-point integers: hwsim.buckwild (the float engine's hogwild schedule for spec.write_mode, replayed on integers)
+    # fixed-point integers: hwsim.buckwild replays the float engine's hogwild schedule (for
+    # spec.write_mode) on the integer model
+    if spec.scheme == "buckwild":
         from .buckwild import simulate_buckwild
 
         return simulate_buckwild(spec, machine, problem=problem, engine=engine, coord_trace=keep,
