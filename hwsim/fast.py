@@ -66,10 +66,10 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 
 from workload.fixed import add_value, encode_delta, read_value, scale_of, to_state
+from workload.problems.base import inlined
 from workload.schedule import schedule_args, step_at
 
 from .delays import DELAY_BLOCK, DelayStream
@@ -766,21 +766,15 @@ def _kernel(update):
     A Numba dispatcher passed as an argument is called out of line: the call costs
     reference-count updates on five array views and spills the loop's registers, once per
     sample.  So the loop is compiled per update kernel with that kernel bound as the
-    global ``_update`` and compiled ``inline="always"`` from the same source with the
-    dispatcher's own options (the same arithmetic: the tests compare with the reference
-    engine, which calls ``problem.update`` itself, bit for bit).  One compiled loop per
-    update kernel, cached.
+    global ``_update``, compiled inline by :func:`workload.problems.base.inlined` (the
+    same source and arithmetic: the tests compare with the reference engine, which calls
+    ``problem.update`` itself, bit for bit).  One compiled loop per update kernel, cached.
     """
     with _kernels_lock:
         fn = _kernels.get(update)
         if fn is None:
-            inline = update
-            if isinstance(update, CPUDispatcher):
-                opts = {k: v for k, v in update.targetoptions.items() if k not in ("inline", "cache", "nopython")}
-                opts["nogil"] = True
-                inline = njit(inline="always", **opts)(update.py_func)
             g = dict(_epoch_loop.__globals__)
-            g["_update"] = inline
+            g["_update"] = inlined(update)
             loop = pytypes.FunctionType(_epoch_loop.__code__, g, "_run_epoch", _epoch_loop.__defaults__,
                                         _epoch_loop.__closure__)
             fn = njit(nogil=True, error_model="numpy")(loop)

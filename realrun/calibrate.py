@@ -65,13 +65,9 @@ def pingpong(*, rounds: int = 200_000, batch: int = 1000, cores: tuple[int, int]
             raise ValueError(f"pingpong: {name} = {v!r}: must be an integer >= {lo}")
     if rounds < 2 * batch:
         raise ValueError(f"pingpong: rounds = {rounds} must be at least 2 * batch = {2 * batch} (two batches)")
-    cpus = sorted(os.sched_getaffinity(0))
-    if cores is None:
-        if len(cpus) < 2:
-            raise RuntimeError(f"pingpong: needs two CPUs, this process may run on {cpus} only")
-        cores = (cpus[0], cpus[1])
-    if len(cores) != 2 or cores[0] == cores[1] or not set(cores) <= set(cpus):
-        raise ValueError(f"pingpong: cores = {cores!r}: must be two different CPUs among {cpus}")
+    from .coherence import two_cpus
+
+    cores = two_cpus(cores, "pingpong")
     ns_per_tick = calibrate_tsc()[0]
     line = np.zeros(16, dtype=np.int64)  # 128 bytes: the counter sits alone on its line
     n_batches = rounds // batch

@@ -61,14 +61,16 @@ def _lines_side(buf, k, parity, rounds, stamps, batch):
     return 0
 
 
-def _cores(cores):
+def two_cpus(cores, who: str) -> tuple[int, int]:
+    """The two CPUs a two-thread microbenchmark pins to: ``cores`` checked, or the first
+    two of this process's affinity; ``who`` names the caller in the errors."""
     cpus = sorted(os.sched_getaffinity(0))
     if cores is None:
         if len(cpus) < 2:
-            raise RuntimeError(f"pingpong_lines: needs two CPUs, this process may run on {cpus} only")
+            raise RuntimeError(f"{who}: needs two CPUs, this process may run on {cpus} only")
         return cpus[0], cpus[1]
     if len(cores) != 2 or cores[0] == cores[1] or not set(cores) <= set(cpus):
-        raise ValueError(f"pingpong_lines: cores = {cores!r}: must be two different CPUs among {cpus}")
+        raise ValueError(f"{who}: cores = {cores!r}: must be two different CPUs among {cpus}")
     return tuple(cores)
 
 
@@ -80,7 +82,7 @@ def pingpong_lines(k: int, *, rounds: int = 20_000, batch: int = 200, cores: tup
             raise ValueError(f"pingpong_lines: {name} = {v!r}: must be an integer >= {lo}")
     if rounds < 2 * batch:
         raise ValueError(f"pingpong_lines: rounds = {rounds} must be at least 2 * batch = {2 * batch}")
-    cores = _cores(cores)
+    cores = two_cpus(cores, "pingpong_lines")
     if ns_per_tick is None:
         ns_per_tick = calibrate_tsc()[0]
     buf = np.zeros(int(k) * STRIDE + STRIDE, dtype=np.int64)
@@ -115,7 +117,7 @@ def overlap_fit(ks: Sequence[int] = (1, 2, 4, 8, 16, 32), *, rounds: int = 20_00
     ks = sorted({int(k) for k in ks})
     if len(ks) < 2 or ks[0] < 1:
         raise ValueError(f"overlap_fit: ks = {ks!r}: need at least two distinct integers >= 1, e.g. (1, 2, 4, 8)")
-    cores = _cores(cores)
+    cores = two_cpus(cores, "overlap_fit")
     npt = calibrate_tsc()[0]
     rows = []
     for k in ks:
