@@ -19,9 +19,11 @@ Tables:
    original C++ Hogwild! figures on this machine type (1.7M samples/s at 1 thread, 3.25M
    at 2) and the targets (2× at 1 thread, 1.4× at 2); ``hogwild plain`` is the same
    kernel without software prefetch, in the data's own coordinate numbering, supports in
-   storage order (the naive random-order visit); ``hogwild storage-order`` (2 threads)
-   reads and writes supports in storage order instead of ascending coordinate order
-   (``options.row_order = false``);
+   storage order (the naive random-order visit).  At 2 threads the default ``hogwild``
+   runs on rows stored by ascending coordinate (``options.sort_rows``); ``hogwild
+   row-order`` keeps the data's row order and visits each support in ascending coordinate
+   order through an index (``sort_rows = false``), ``hogwild storage-order`` visits it in
+   storage order (``sort_rows = false, row_order = false``);
    ``load`` is the median 1-minute load average sampled after each of the configuration's
    runs (2 CPUs: above ~1 at 1 thread or ~2 at 2 threads, others are sharing the cores);
 2. instrumentation overhead: the median over runs of the paired ratio on/off;
@@ -92,10 +94,12 @@ def _configs(schemes, threads):
                 out.append((s, p, inst, {}))
     if "hogwild" in schemes:
         for p in threads:
-            out.append(("hogwild plain", p, False, {"prefetch": 0, "relabel": False, "row_order": False}))
+            out.append(("hogwild plain", p, False, {"prefetch": 0, "relabel": False, "row_order": False,
+                                                    "sort_rows": False}))
         for p in threads:
             if p > 1:
-                out.append(("hogwild storage-order", p, False, {"row_order": False}))
+                out.append(("hogwild row-order", p, False, {"sort_rows": False}))
+                out.append(("hogwild storage-order", p, False, {"sort_rows": False, "row_order": False}))
     return out
 
 

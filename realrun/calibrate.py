@@ -200,8 +200,8 @@ def visit_rates(problem, *, repeats: int = 5, resident_rows: int = 256, relabel:
 
 def sharing_rates(problem, *, threads: int = 2, repeats: int = 3, relabel: bool | None = None, seed: int = 0):
     """What sharing the model costs: ``threads`` pinned workers run the plain-hogwild
-    kernel (as ``realrun.run`` builds it for that many threads: supports in ascending
-    coordinate order when threads > 1) over disjoint parts of a random order, once on one
+    kernel (as ``realrun.run`` builds it for that many threads: rows stored by ascending
+    coordinate when threads > 1, ``options.sort_rows``) over disjoint parts of a random order, once on one
     shared model (Hogwild!) and once each on a private copy (no cache line is shared; not
     a scheme, a diagnostic).
 
@@ -223,10 +223,10 @@ def sharing_rates(problem, *, threads: int = 2, repeats: int = 3, relabel: bool 
         raise ValueError(f"sharing_rates: threads = {threads!r}: must be >= 1")
     relabel = problem.name in ("svm", "logistic", "least-squares") if relabel is None else relabel
     lay = _Layout.of(problem, relabel)
-    ordered = threads > 1  # as realrun.run: supports read and written by ascending coordinate
+    # as realrun.run: with several threads, rows stored by ascending coordinate (sort_rows)
+    indices, values = lay.sorted_rows() if threads > 1 else (lay.indices, lay.values)
     kern = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=DEFAULT_PREFETCH,
-                         count_lost=False, row_ordered=ordered)
-    extra = (lay.row_order(),) if ordered else ()
+                         count_lost=False, row_ordered=False)
     rng = np.random.default_rng(seed)
     sizes = split_sizes(problem.N, threads)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
@@ -235,8 +235,8 @@ def sharing_rates(problem, *, threads: int = 2, repeats: int = 3, relabel: bool 
     rec = np.zeros((0, K.REC_COLS), dtype=np.int64)
 
     def call(order, w, x):
-        kern(lay.params, lay.aux, lay.indptr, lay.indices, lay.values, lay.y, order, w, threads, x, 0, 0.01, 1.0,
-             1.0, 0, 1.0, lay.maxlen, sync, locks, rec, 1, 1, np.zeros(K.ST_LEN, dtype=np.int64), *extra)
+        kern(lay.params, lay.aux, lay.indptr, indices, values, lay.y, order, w, threads, x, 0, 0.01, 1.0,
+             1.0, 0, 1.0, lay.maxlen, sync, locks, rec, 1, 1, np.zeros(K.ST_LEN, dtype=np.int64))
 
     call(np.arange(min(8, problem.N), dtype=np.int64), 0, np.zeros(problem.n))  # compile
 

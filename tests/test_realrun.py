@@ -393,3 +393,42 @@ def test_row_order_is_on_for_several_threads_and_keeps_round_robin_exact(svm):
         assert np.array_equal(got.x, serial_oracle(svm, rr).x), flag
     with pytest.raises(SpecError, match="options.row_order"):
         run(rr.replace(options={"row_order": "yes"}), problem=svm)
+
+
+def test_sorted_rows_are_the_by_degree_problems_arithmetic(svm):
+    """options.sort_rows stores each row by ascending kernel coordinate: the arithmetic of
+    workload.layout.relabel_by_degree's problem (what hwsim simulates for realrun's
+    layout), bit for bit -- one thread, and round-robin's fixed interleaving at 3."""
+    from realrun.engine import _Layout
+    from workload.layout import relabel_by_degree
+
+    lay = _Layout.of(svm, True)
+    ind, val = lay.sorted_rows()
+    assert lay.sorted_rows()[0] is ind  # built once
+    ro = lay.row_order()
+    for e in range(svm.N):
+        lo, hi = lay.indptr[e], lay.indptr[e + 1]
+        assert np.array_equal(ind[lo:hi], lay.indices[lo:hi][ro[lo:hi]])
+        assert np.array_equal(val[lo:hi], lay.values[lo:hi][ro[lo:hi]])
+    by_degree, old_of_new = relabel_by_degree(svm)
+    for scheme, threads in (("hogwild", 1), ("round-robin", 3)):
+        spec = RunSpec(problem="svm", scheme=scheme, threads=threads, epochs=2, step=0.05, seed=4,
+                       options={"sort_rows": True})
+        got = run(spec, problem=svm, instrument=False)
+        assert got.info["sort_rows"] and not got.info["row_ordered"]
+        want = np.empty_like(got.x)
+        want[old_of_new] = serial_oracle(by_degree, spec).x
+        assert np.array_equal(got.x, want), scheme
+
+
+def test_sorted_rows_default_only_where_no_serial_order_is_promised(svm):
+    base = RunSpec(problem="svm", scheme="hogwild", threads=2, epochs=1, step=0.05, seed=4)
+    assert run(base, problem=svm, instrument=False).info["sort_rows"]
+    assert run(base.replace(scheme="hogwild-atomic"), problem=svm, instrument=False).info["sort_rows"]
+    assert not run(base.replace(threads=1), problem=svm, instrument=False).info["sort_rows"]
+    for scheme in ("round-robin", "lock-coord", "lock-global"):
+        assert not run(base.replace(scheme=scheme), problem=svm, instrument=False).info["sort_rows"], scheme
+    off = run(base.replace(options={"sort_rows": False}), problem=svm, instrument=False)
+    assert not off.info["sort_rows"] and off.info["row_ordered"]
+    with pytest.raises(SpecError, match="options.sort_rows"):
+        run(base.replace(options={"sort_rows": 1}), problem=svm)
