@@ -281,6 +281,9 @@ def cmd_simulate(args) -> int:
 
     spec = load_run_spec(args)
     simulate = need("hwsim", "simulate")
+    if args.coords and spec.scheme in need("hwsim", "NO_COORD_TRACE"):
+        raise CLIError(f"--coords: scheme {spec.scheme!r} records no coordinate-level trace (its nodes exchange "
+                       "whole models; samples.parquet and history.parquet are written); drop --coords")
     machine = load_machine(args.machine) if args.machine else None
     if machine is None:
         Machine = need("hwsim", "Machine")

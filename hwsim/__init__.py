@@ -56,6 +56,9 @@ from .machine import Machine, MachineError, check_fits
 from .model import SCHEMES as SUPPORTED_SCHEMES
 from .model import ORDER_SCHEMA, SimResult, history_frame, scheme_code
 
+#: schemes whose result has no coordinate-level trace (decentralized nodes exchange whole models)
+NO_COORD_TRACE = ("decentralized",)
+
 ENGINES = ("fast", "reference")
 
 
@@ -87,6 +90,9 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
         Fill ``history.dist2_opt`` with ‖x − x*‖² where the problem can give x*.
     """
     keep, target = coord_trace_option(coord_trace)
+    if target is not None and spec.scheme in NO_COORD_TRACE:  # say so before the run, not after it
+        raise ValueError(f"coord_trace = {str(target.path)!r}: scheme {spec.scheme!r} records no coordinate-level "
+                         "trace; use coord_trace=False")
     if target is not None and not (engine == "fast" and spec.scheme in SUPPORTED_SCHEMES):
         # these engines build the trace in memory: run with it, then write the same file
         res = simulate(spec, machine, problem=problem, engine=engine, coord_trace=True, with_opt=with_opt)
@@ -174,7 +180,7 @@ def trace_hash(result: SimResult) -> str:
     return h.hexdigest()
 
 
-__all__ = ["simulate", "trace_hash", "SimResult", "CoordTraceFile", "read_coord_trace", "Machine", "MachineError",
+__all__ = ["simulate", "NO_COORD_TRACE", "trace_hash", "SimResult", "CoordTraceFile", "read_coord_trace", "Machine", "MachineError",
            "delays", "DelayModel", "Constant",
            "Exponential", "ShiftedExponential", "LogNormal", "Empirical", "StragglerMixture", "delay_from_dict",
            "ENGINES", "SUPPORTED_SCHEMES"]

@@ -2,7 +2,7 @@
 
 Three tiers (STYLE.md 1): :func:`run_buckwild` validates the options
 (:func:`workload.buckwild.validate_options`, and realrun's own through
-:func:`realrun.engine._options`), quantises the data and the initial point once and starts
+:func:`realrun.engine.run_options`), quantises the data and the initial point once and starts
 the threads; a kernel made by :func:`make_kernel` runs one worker's share of one epoch,
 lock-free against the one shared integer model.
 
@@ -28,7 +28,7 @@ end tickets, so τ_k is exact; as in the lock-free hogwild kernels a worker's co
 samples abut (one ticket of ``2**32 + 1`` ends sample i and starts sample i+1, one clock
 reading serves as t_end of i and t_start of i+1).  Time stamps are ``rdtsc`` readings
 converted to ns by the decoder the other drivers use
-(:func:`realrun.engine.append_record_columns`, via ``realrun.engine._samples_frame``).
+(:func:`realrun.engine.append_record_columns`, via ``realrun.engine.samples_frame``).
 ``options.trace_every`` / ``options.clock_every`` / ``options.prefetch`` mean what they mean
 for the other schemes (:mod:`realrun.engine`); ``relabel`` and ``count_lost`` are not
 supported here and are refused when set.
@@ -56,7 +56,7 @@ from workload.trace import HISTORY_SCHEMA, SAMPLE_SCHEMA, empty
 
 from . import kernels as K
 from .atomics import atomic_add, atomic_cas, calibrate_tsc, load_acquire, prefetch, prefetch_l2, tsc, tsc_now
-from .engine import (_TRACE_WARN_BYTES, RealResult, WorkerFailed, _options, _samples_frame, reraise_worker_error,
+from .engine import (TRACE_WARN_BYTES, RealResult, WorkerFailed, run_options, samples_frame, reraise_worker_error,
                      stop_workers)
 
 log = logging.getLogger(__name__)
@@ -257,13 +257,13 @@ class Prepared:
 
 
 def _realrun_options(spec: RunSpec, problem) -> tuple[int, int, int]:
-    """(prefetch, trace_every, clock_every): realrun's options as :func:`realrun.engine._options`
+    """(prefetch, trace_every, clock_every): realrun's options as :func:`realrun.engine.run_options`
     checks them, minus the two Buckwild! does not support (refused, not ignored)."""
     for name, fix in (("relabel", "remove options.relabel (Buckwild! keeps the data's numbering)"),
                       ("count_lost", "remove options.count_lost; hwsim.simulate counts lost updates exactly")):
         if spec.options.get(name):
             raise SpecError(f"options.{name}", spec.options[name], "is not supported by scheme 'buckwild'", fix)
-    pf, every, clock, _, _ = _options(spec, problem)
+    pf, every, clock, _, _ = run_options(spec, problem)
     if problem.N >= 2**31:
         raise ValueError(f"realrun buckwild: {problem.N} terms per epoch; the packed instrumentation counter holds "
                          "at most 2**31 - 1 samples per epoch")
@@ -275,7 +275,7 @@ def _trace_buffers(spec: RunSpec, n_terms: int, every: int, instrument: bool) ->
     that no page is first touched inside a timed epoch (as realrun.engine does)."""
     rows = [(int(m) + every - 1) // every if instrument else 0 for m in split_sizes(n_terms, spec.threads)]
     nbytes = spec.epochs * sum(rows) * K.REC_COLS * 8
-    if nbytes > _TRACE_WARN_BYTES:
+    if nbytes > TRACE_WARN_BYTES:
         log.warning("realrun buckwild: the trace will hold %.1f GiB (48 bytes per recorded sample); "
                     "options.trace_every = k records every k-th sample", nbytes / 2**30)
     return [np.full((spec.epochs, m, K.REC_COLS), -1, dtype=np.int64) for m in rows]
@@ -405,7 +405,7 @@ def run_buckwild(spec: RunSpec, *, problem=None, instrument: bool = True, pin: b
         stop_workers(sync, K.STOP, job, (start, end), threads)
     reraise_worker_error(errors, cores, spec.scheme)
     total = float(np.sum(epoch_seconds))
-    samples = (_samples_frame(raw, code, step0, beta, t0, p, trace_every, ns_per_tick, run_tsc0)
+    samples = (samples_frame(raw, code, step0, beta, t0, p, trace_every, ns_per_tick, run_tsc0)
                if instrument else empty(SAMPLE_SCHEMA))
     cas_failures = int(sum(int(r[3][:, K.ST_CAS_FAILS].sum()) for r in raw))
     info = {"config": cfg, "x_float": B.decode_model(x_done, cfg), "pinned": do_pin, "reg": prep.reg,

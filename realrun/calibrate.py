@@ -158,12 +158,12 @@ def visit_rates(problem, *, repeats: int = 5, resident_rows: int = 256, relabel:
     import pandas as pd
 
     from . import kernels as K
-    from .engine import DEFAULT_PREFETCH, _Layout
+    from .engine import DEFAULT_PREFETCH, Layout
 
     relabel = problem.name in ("svm", "logistic", "least-squares") if relabel is None else relabel
     pf = DEFAULT_PREFETCH if prefetch is None else int(prefetch)
-    fast = _Layout.of(problem, relabel)
-    plain = _Layout.of(problem, False)
+    fast = Layout.of(problem, relabel)
+    plain = Layout.of(problem, False)
     N = problem.N
     rng = np.random.default_rng(seed)
     perm = rng.permutation(N).astype(np.int64)
@@ -216,13 +216,13 @@ def sharing_rates(problem, *, threads: int = 2, repeats: int = 3, relabel: bool 
     from workload.order import split_sizes
 
     from . import kernels as K
-    from .engine import DEFAULT_PREFETCH, _Layout
+    from .engine import DEFAULT_PREFETCH, Layout
 
     cpus = sorted(os.sched_getaffinity(0))
     if threads < 1:
         raise ValueError(f"sharing_rates: threads = {threads!r}: must be >= 1")
     relabel = problem.name in ("svm", "logistic", "least-squares") if relabel is None else relabel
-    lay = _Layout.of(problem, relabel)
+    lay = Layout.of(problem, relabel)
     # as realrun.run: with several threads, rows stored by ascending coordinate (sort_rows)
     indices, values = lay.sorted_rows() if threads > 1 else (lay.indices, lay.values)
     kern = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=DEFAULT_PREFETCH,

@@ -63,7 +63,7 @@ from workload.trace import HISTORY_SCHEMA, SAMPLE_SCHEMA, conform, empty
 from . import kernels as K
 from .atomics import (atomic_add, calibrate_tsc, load_acquire, os_yield, prefetch, prefetch_l2, spin_pause, tsc,
                       tsc_now)
-from .engine import (RealResult, WorkerFailed, _Layout, _options, append_record_columns, reraise_worker_error,
+from .engine import (RealResult, WorkerFailed, Layout, run_options, append_record_columns, reraise_worker_error,
                      stop_workers)
 
 log = logging.getLogger(__name__)
@@ -260,11 +260,11 @@ def run_cyclades(spec: RunSpec, *, problem: Problem | None = None, instrument: b
 
         problem = build_problem(spec)
     opts = cyclades_options(spec)
-    prefetch_distance, trace_every, clock_every, _, relabel = _options(spec, problem)
+    prefetch_distance, trace_every, clock_every, _, relabel = run_options(spec, problem)
     if problem.N >= 2**31:
         raise ValueError(f"realrun cyclades: {problem.N} terms per epoch; the packed instrumentation counter holds "
                          "at most 2**31 - 1 samples per epoch")
-    lay = _Layout(problem, relabel=relabel)
+    lay = Layout(problem, relabel=relabel)
     p = spec.threads
     N = lay.N
     x = lay.to_kernel(to_state(problem.initial_point(spec.seed), spec.dtype, spec.fixed_point_bits))

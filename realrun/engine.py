@@ -21,13 +21,13 @@ thread) stops the workers the same way and returns what was measured: the comple
 history, times and samples, and the model as it was after the last completed epoch,
 with ``interrupted=True``.
 
-Spec options read here (``spec.options``; others are ignored), validated in ``_options``:
+Spec options read here (``spec.options``; others are ignored), validated in ``run_options``:
 
 ``prefetch`` (int >= 0, default 16)
     software-prefetch distance in samples (0: none; see :mod:`realrun.kernels`);
 ``relabel`` (bool; default: on for the linear problems)
     renumber coordinates by descending degree so hot coordinates share cache lines (see
-    ``_Layout``); values, order of arithmetic and results are unchanged bit for bit;
+    ``Layout``); values, order of arithmetic and results are unchanged bit for bit;
 ``trace_every`` (int >= 1, default 1)
     record every k-th sample of each worker (positions divisible by k) in ``samples``;
     the counters and τ stay exact for every recorded sample, because every sample, recorded
@@ -41,10 +41,10 @@ Spec options read here (``spec.options``; others are ignored), validated in ``_o
     storage order (:func:`realrun.kernels.make_worker`, ``row_ordered``): the same values,
     bit for bit, but each cache line of the shared model is touched in one run of
     consecutive accesses per sample, so the hot lines move between cores fewer times;
-    costs one small index per nonzero (``_Layout.row_order``), read only when on;
+    costs one small index per nonzero (``Layout.row_order``), read only when on;
 ``sort_rows`` (bool; default: on for ``hogwild`` and ``hogwild-atomic`` when threads > 1)
     keep a second copy of the data with each row's entries stored in ascending (kernel)
-    coordinate order (``_Layout.sorted_rows``), and run on it: every cache line of the model
+    coordinate order (``Layout.sorted_rows``), and run on it: every cache line of the model
     is touched in one run per sample, as with ``row_order``, without the per-entry
     indirection (measured +8% samples/s at 2 threads on the RCV1-shaped default,
     ``benchmarks/bench_realrun.py``).  The update's sums then run in that order, so the
@@ -95,7 +95,7 @@ DEFAULT_PREFETCH = 16
 # schemes other modules run (dispatched at the top of ``run``).
 IMPLEMENTED = tuple(K.SCHEME_CODES) + ("minibatch-sync", "cyclades", "buckwild", "decentralized")
 DEFAULT_CLOCK_EVERY = 1
-_TRACE_WARN_BYTES = 2**30
+TRACE_WARN_BYTES = 2**30
 
 
 class WorkerFailed(RuntimeError):
@@ -161,7 +161,7 @@ class RealResult:
         return tau_overlap(self.samples)
 
 
-def _options(spec: RunSpec, problem: Problem) -> tuple[int, int, int, bool, bool]:
+def run_options(spec: RunSpec, problem: Problem) -> tuple[int, int, int, bool, bool]:
     """Validate the options realrun reads (the one place they are checked)."""
     o = spec.options
     pf = o.get("prefetch", DEFAULT_PREFETCH)
@@ -190,7 +190,7 @@ def _options(spec: RunSpec, problem: Problem) -> tuple[int, int, int, bool, bool
     return int(pf), int(every), int(clock), bool(lost), linear if relabel is None else bool(relabel)
 
 
-class _Layout:
+class Layout:
     """The problem's arrays as the kernels take them, coerced once (outside any timed region).
 
     ``relabel``: renumber coordinates by descending degree (most frequent first) so that
@@ -267,7 +267,7 @@ class _Layout:
         return rows
 
     @classmethod
-    def of(cls, problem: Problem, relabel: bool) -> "_Layout":
+    def of(cls, problem: Problem, relabel: bool) -> "Layout":
         """The layout of ``problem``, built once per problem object and kept while it lives
         (a problem's arrays are read-only by convention, as ``workload.data`` says)."""
         with _layout_lock:
@@ -379,9 +379,9 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
         from workload.build import build_problem
 
         problem = build_problem(spec)
-    prefetch_distance, trace_every, clock_every, count_lost, relabel = _options(spec, problem)
+    prefetch_distance, trace_every, clock_every, count_lost, relabel = run_options(spec, problem)
     _check_spec(spec, problem)
-    lay = _Layout.of(problem, relabel)
+    lay = Layout.of(problem, relabel)
     if spec.scheme == "lock-coord" and not lay.sorted_supports:
         bad = lay.bad_term
         raise ValueError(f"realrun lock-coord: term {bad}'s coordinates are not strictly increasing "
@@ -459,7 +459,7 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
     sizes = split_sizes(lay.N, p)
     rec_rows = [(int(m) + trace_every - 1) // trace_every if instrument else 0 for m in sizes]
     trace_bytes = spec.epochs * (sum(rec_rows) * K.REC_COLS * 8 + (lay.N * 8 if instrument else 0))
-    if trace_bytes > _TRACE_WARN_BYTES:
+    if trace_bytes > TRACE_WARN_BYTES:
         log.warning("realrun: the trace will hold %.1f GiB (48 bytes per recorded sample, 8 per sample for "
                     "the visit orders); options.trace_every = k records every k-th sample", trace_bytes / 2**30)
     rec_all = [np.full((spec.epochs, m, K.REC_COLS), -1, dtype=np.int64) for m in rec_rows]
@@ -527,7 +527,7 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
         lost = int(allstats[:, K.ST_LOST].sum())
     else:
         lost = 0
-    samples = (_samples_frame(raw, code, step0, beta, t0, p, trace_every, ns_per_tick, run_tsc0)
+    samples = (samples_frame(raw, code, step0, beta, t0, p, trace_every, ns_per_tick, run_tsc0)
                if instrument else empty(SAMPLE_SCHEMA))
     info = {"prefetch": prefetch_distance, "relabel": lay.relabel, "trace_every": trace_every,
             "clock_every": clock_every, "pinned": do_pin, "kernel_scheme": kscheme, "row_ordered": ordered,
@@ -542,7 +542,7 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
                       instrument=instrument, interrupted=interrupted, spec=spec, info=info)
 
 
-def _samples_frame(raw, code, step0, beta, t0, p, every, ns_per_tick, tsc0) -> pd.DataFrame:
+def samples_frame(raw, code, step0, beta, t0, p, every, ns_per_tick, tsc0) -> pd.DataFrame:
     cols = {c: [] for c in SAMPLE_SCHEMA}
     mask = np.int64(K.LOW_MASK)
     for epoch, orders, recs, st, base in raw:

@@ -50,7 +50,7 @@ are hints; they change no value, and ``prefetch = 0`` compiles the plain loop (t
 compare the two bit for bit).  A row is taken as two slices indexed by the loop counter
 alone (no negative-index fix-up per coordinate), and the prefetch strides are computed
 once per call (no division per sample).  The data layout the kernels get
-(``realrun.engine._Layout``) is the other half of the fast path: coordinates as uint16
+(``realrun.engine.Layout``) is the other half of the fast path: coordinates as uint16
 when the model has at most 65,536 of them (less memory per row), renumbered by frequency
 for the linear problems.  With several threads, kernels built ``row_ordered`` read and
 write each support in ascending coordinate order (:func:`make_worker`): what limits
@@ -123,7 +123,7 @@ def make_worker(update, scheme: str, *, instrument: bool, prefetch_distance: int
 
     row_ordered
         the kernel takes one more argument after ``stats``, ``row_order`` (the layout's
-        :meth:`realrun.engine._Layout.row_order`: for each entry of ``indices``, the
+        :meth:`realrun.engine.Layout.row_order`: for each entry of ``indices``, the
         positions of its term's entries by ascending coordinate), and reads and writes
         each support in ascending coordinate order instead of storage order.  Every
         coordinate of a support is still read once before the update and written once

@@ -55,7 +55,7 @@ from workload.spec import RunSpec
 from workload.trace import HISTORY_SCHEMA, SAMPLE_SCHEMA, atomic_write_bytes, empty, read_table, write_table
 
 from . import kernels as K
-from .engine import RealResult, _Layout, _options
+from .engine import RealResult, Layout, run_options
 
 POLL_S = 20e-6  # the communication thread's sleep between polls
 ROUNDS_COLS = ("rank", "epoch", "round", "t_snapshot", "t_reduced", "t_applied", "n_bytes")
@@ -109,8 +109,8 @@ def run_node(spec: RunSpec, comm, *, problem=None, pin: bool = True, with_opt: b
         from workload.build import build_problem
 
         problem = build_problem(spec)
-    prefetch_distance, _, _, _, relabel = _options(spec, problem)
-    lay = _Layout.of(problem, relabel)
+    prefetch_distance, _, _, _, relabel = run_options(spec, problem)
+    lay = Layout.of(problem, relabel)
     kscheme = "hogwild-atomic" if spec.write_mode == "atomic" else "hogwild"
     kernel = K.make_worker(problem.update, kscheme, instrument=True, prefetch_distance=prefetch_distance,
                            count_lost=False)

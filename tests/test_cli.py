@@ -208,3 +208,11 @@ params = {{ n_features = 500 }}
                  "--out", str(tmp_path / "chk"), "-q"]) == 0
     th = __import__("pandas").read_parquet(tmp_path / "chk" / "theory.parquet")
     assert set(th["verdict"]) <= {"holds", "violated", "not applicable"}
+
+
+def test_simulate_coords_on_a_scheme_without_a_coordinate_trace_names_the_flag(good_spec, tmp_path, capsys):
+    """decentralized nodes exchange whole models: --coords is refused up front, naming the flag."""
+    code, _, err = run_main(["simulate", str(good_spec), "--scheme", "decentralized", "--coords",
+                             "--out", str(tmp_path / "sim")], capsys)
+    assert_one_line_error(code, err, "--coords", "decentralized", "drop --coords")
+    assert not (tmp_path / "sim" / "samples.parquet").exists()

@@ -359,9 +359,9 @@ def test_pingpong_and_coord_cost_measure_positive_times():
 
 # --- row order: supports read and written by ascending coordinate ---------------------------
 def test_layout_row_order_is_each_supports_argsort(svm):
-    from realrun.engine import _Layout
+    from realrun.engine import Layout
 
-    lay = _Layout.of(svm, True)
+    lay = Layout.of(svm, True)
     ro = lay.row_order()
     assert ro.dtype == np.uint8 and ro is lay.row_order()  # built once, narrowest type
     for e in range(svm.N):
@@ -399,10 +399,10 @@ def test_sorted_rows_are_the_by_degree_problems_arithmetic(svm):
     """options.sort_rows stores each row by ascending kernel coordinate: the arithmetic of
     workload.layout.relabel_by_degree's problem (what hwsim simulates for realrun's
     layout), bit for bit -- one thread, and round-robin's fixed interleaving at 3."""
-    from realrun.engine import _Layout
+    from realrun.engine import Layout
     from workload.layout import relabel_by_degree
 
-    lay = _Layout.of(svm, True)
+    lay = Layout.of(svm, True)
     ind, val = lay.sorted_rows()
     assert lay.sorted_rows()[0] is ind  # built once
     ro = lay.row_order()
