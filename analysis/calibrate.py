@@ -44,7 +44,7 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -613,3 +613,69 @@ def fit_coherence(spec, *, lines: int, rows: int = 20_000, epochs: int = 3, repe
                            "tau0_fraction": float(np.mean([np.mean(r.tau() == 0) for r in runs[p]]))}
                           for p in (1, 2)])
     return h, table
+
+
+# --- the coherence cost a measurement implies (a diagnostic, never a prediction) ----------------
+
+def implied_coherence(spec, machine, measured_speedup: float, *, threads: int = 2, problem=None,
+                      engine: str = "fast", max_samples: int | None = 100_000, layout: str | None = None,
+                      h_max: int = 2000) -> dict:
+    """The coherence cost H (ticks) at which hwsim's ``threads``-core speedup over 1 core,
+    for ``spec`` on ``machine`` with every other parameter as calibrated, equals
+    ``measured_speedup``: an *in-sample* diagnostic that says how far the calibrated cost
+    (a microbenchmark's) is from the one the workload behaves as if it paid. It is fitted
+    to the very run it explains, so it is never a prediction and carries no verdict.
+
+    The simulated speedup falls as H grows; H is found by bisection on whole ticks in
+    [0, ``h_max``] (``analysis.predict.predict_detail`` at 1 and ``threads`` cores, the same
+    layout, subsample and epoch overhead as a prediction). Returns a dict: ``implied``
+    (the H; None when out of range), ``calibrated`` (the machine's own H),
+    ``speedup_at_zero`` / ``speedup_at_max`` (hwsim's speedup with free / ``h_max``
+    coherence), ``measured``, ``threads`` and ``note`` (why no H fits, when none does).
+    """
+    from .predict import _machine_and_provenance, predict_detail
+
+    if not (isinstance(measured_speedup, (int, float, np.integer, np.floating)) and math.isfinite(measured_speedup)
+            and measured_speedup > 0):
+        raise ValueError(f"implied_coherence: measured_speedup = {measured_speedup!r}: must be a finite number > 0")
+    if not isinstance(threads, (int, np.integer)) or threads < 2:
+        raise ValueError(f"implied_coherence: threads = {threads!r}: must be an integer >= 2 (coherence costs "
+                         "nothing on one core)")
+    hw, _ = _machine_and_provenance(machine)
+
+    def sps(cores: int, h: int | None) -> float:
+        m = machine
+        if h is not None:  # the same machine (and a Calibration's provenance: layout, overhead) at H = h
+            m = (replace(machine, machine=hw.replace(coherence_cost=int(h))) if isinstance(machine, Calibration)
+                 else hw.replace(coherence_cost=int(h)))
+        d = predict_detail(spec.replace(threads=1), m, cores=(cores,), problem=problem, engine=engine,
+                           max_samples=max_samples, layout=layout)
+        return float(d.summary["samples_per_s"].iloc[0])
+
+    one = sps(1, None)
+
+    def speedup(h: int) -> float:
+        return sps(threads, h) / one
+
+    out = {"threads": int(threads), "measured": float(measured_speedup), "calibrated": int(hw.coherence_cost),
+           "implied": None, "speedup_at_zero": speedup(0), "speedup_at_max": math.nan, "note": ""}
+    if measured_speedup > out["speedup_at_zero"]:
+        out["note"] = (f"measured {measured_speedup:.3g} is faster than hwsim with free coherence "
+                       f"({out['speedup_at_zero']:.3g}): the other parameters (delay, costs) already predict too slow")
+        return out
+    out["speedup_at_max"] = speedup(h_max)
+    if measured_speedup < out["speedup_at_max"]:
+        out["note"] = (f"measured {measured_speedup:.3g} is slower than hwsim even at H = h_max = {h_max} "
+                       f"({out['speedup_at_max']:.3g}): were the threads time-shared?")
+        return out
+    lo, hi = 0, h_max  # speedup(lo) >= measured >= speedup(hi)
+    s_lo, s_hi = out["speedup_at_zero"], out["speedup_at_max"]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        s = speedup(mid)
+        if s >= measured_speedup:
+            lo, s_lo = mid, s
+        else:
+            hi, s_hi = mid, s
+    out["implied"] = lo if abs(s_lo - measured_speedup) <= abs(s_hi - measured_speedup) else hi
+    return out

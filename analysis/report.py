@@ -659,6 +659,15 @@ def render_report(folder: str | Path) -> Path:
         doc.table(_compact(app, COMPACT_COMPARISON), max_rows=100)
     else:
         _status_line(doc, manifest, "compare")
+    if "coherence_implied" in tables:
+        ci = tables["coherence_implied"]
+        doc.para("Coherence cost per simulated miss (ns) at which hwsim, every other parameter as calibrated, "
+                 "reproduces each measured speedup (analysis.calibrate.implied_coherence). It is fitted to the "
+                 "run it explains -- a diagnostic of the calibrated cost, not a prediction, so it has no verdict; "
+                 "one cost that fits every scheme says the machine model holds and only the microbenchmark's "
+                 "figure is off:")
+        doc.table(ci[[c for c in ("scheme", "threads", "measured_speedup", "implied_coherence_cost",
+                                  "calibrated_coherence_cost", "speedup_at_zero_cost", "note") if c in ci.columns]])
 
     # --- tau --------------------------------------------------------------------------
     doc.heading("τ distributions: measured vs simulated", 2, "tau")

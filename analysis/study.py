@@ -761,8 +761,42 @@ def _compare(study: Study, prefix: str, section: str) -> None:
     study.put(f"{prefix}comparison", pd.DataFrame(df), kind="measured", section=section)
 
 
+def _implied_coherence(study: Study, prefix: str, workload: str, base: RunSpec, section: str) -> None:
+    """Per scheme and measured thread count > 1: the coherence cost at which hwsim, with
+    every other parameter as calibrated, reproduces the measured speedup
+    (:func:`analysis.calibrate.implied_coherence`). Fitted to the run it explains: an
+    in-sample diagnostic of the calibrated cost, never a prediction, so no verdict."""
+    fn = need("analysis.calibrate", "implied_coherence")
+    cmp = study.tables.get(f"{prefix}comparison")
+    if cmp is None or not len(cmp):
+        return
+    cal = _calibration(study)
+    problem = _problem(study, workload, base)
+    sp = cmp[(cmp["figure"] == "speedup") & (cmp["threads"] > 1)]
+    rows = []
+    try:
+        for r in sp.itertuples():
+            measured = float(r.measured)
+            if not (math.isfinite(measured) and measured > 0):
+                continue
+            study.check_budget(f"implied coherence cost, {workload} {r.scheme} x{r.threads}")
+            d = fn(base.replace(scheme=r.scheme, threads=1), cal, measured, threads=int(r.threads), problem=problem,
+                   engine=study.spec.sim_engine)
+            rows.append({"workload": workload, "scheme": r.scheme, "threads": int(r.threads),
+                         "measured_speedup": measured, "implied_coherence_cost": d["implied"],
+                         "calibrated_coherence_cost": d["calibrated"], "speedup_at_zero_cost": d["speedup_at_zero"],
+                         "note": d["note"]})
+            study.tick(note=f"implied coherence {workload} {r.scheme}")
+    finally:
+        if rows:
+            df = pd.DataFrame(rows)
+            df["implied_coherence_cost"] = df["implied_coherence_cost"].astype("Float64")
+            study.put(f"{prefix}coherence_implied", df, kind="measured", section=section)
+
+
 def section_compare(study: Study) -> None:
     _compare(study, "", "compare")
+    _implied_coherence(study, "", WORKLOAD, study.spec.run, "compare")
 
 
 NOISE_ROWS = 5_000  # rows of the subset on which the coordinate-level noise terms are simulated
@@ -1100,7 +1134,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("calibrate", "Calibration of the simulated machine", section_calibrate),
     Section("predict", "Simulation and prediction to 64 cores", section_predict,
             lambda s: _n_sim(s.schemes, s.threads, s.predict_cores)),
-    Section("compare", "Measured vs predicted", section_compare),
+    Section("compare", "Measured vs predicted", section_compare,  # + one implied-coherence fit per parallel point
+            lambda s: max(1, sum(sc != "serial" for sc in s.schemes) * sum(t > 1 for t in s.threads))),
     Section("noise", "Noise terms of the perturbed iterate (hwsim)", section_noise),
     Section("theory", "Theory checks", section_theory),
     Section("stragglers", "Synchronous minibatch SGD under stragglers (hwsim)", section_stragglers),

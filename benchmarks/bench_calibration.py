@@ -28,7 +28,11 @@ the benchmark
 3. predicts 1 and 2 threads with hwsim's fast engine (one epoch of all rows:
    ``analysis.predict``'s subsample mode with max_samples = N);
 4. compares (``analysis.compare``): the 1→2-thread speedup (median over repeats) against
-   ``SPEEDUP_REL_ERR_MAX`` (10%), and τ's distributions.
+   ``SPEEDUP_REL_ERR_MAX`` (10%), and τ's distributions;
+5. prints the coherence cost the measured speedup implies
+   (``analysis.calibrate.implied_coherence``: fitted to the 2-thread run it explains, so
+   an in-sample diagnostic of how far each microbenchmark's cost is from it, never a
+   prediction).
 
 The measured figures depend on the machine and on what else runs on it: the table prints
 the spread (min–max over repeats) next to each median.
@@ -162,6 +166,12 @@ def main(argv=None) -> int:
         tau0 = float(np.mean([np.mean(r.tau() == 0) for r in twos]))
         print(f"# {regime}: 2-thread samples that overlapped no other (τ = 0): {tau0:.1%} -- near 0 when both "
               "threads ran at once; more means they were time-shared with other load", flush=True)
+        imp = cal.implied_coherence(spec, c_pp, float(np.median(m2) / np.median(m1)), problem=problem,
+                                    max_samples=args.predict_samples or problem.N)
+        print(f"# {regime}: the measured speedup {imp['measured']:.3f} implies a coherence cost of "
+              f"{imp['implied'] if imp['implied'] is not None else '--'} ns per simulated miss (in-sample diagnostic, "
+              f"not a prediction; {imp['note'] or 'hwsim spans ' + format(imp['speedup_at_zero'], '.3f') + ' at H = 0'}); "
+              "calibrated: " + ", ".join(f"{how} {c.machine.coherence_cost}" for how, c, _, _ in preds), flush=True)
         for how, c, p, t_pred in preds:
             table = cmp.compare(meas, p)
             table.insert(0, "coherence", how)

@@ -174,3 +174,38 @@ def test_save_and_load_calibration(tmp_path):
     back = cal.load_calibration(path)
     assert back.machine == c.machine and back.machine.coherence_cost == 42
     assert back.provenance["fitted_on_threads"] == [1] and back.provenance["coherence_source"] == "realrun.pingpong"
+
+
+def test_implied_coherence_recovers_the_cost_behind_a_simulated_speedup():
+    """Known by construction: the 'measurement' is hwsim's own 2-core speedup on a machine
+    with H = 9; starting from a machine calibrated with H = 60, the bisection finds an H
+    whose simulated speedup is the measured one (9, or a neighbour that simulates alike)."""
+    hwsim = pytest.importorskip("hwsim")
+    from analysis.predict import predict_detail
+    from workload.problems import make_problem
+    from workload.spec import RunSpec
+
+    problem = make_problem("svm", _terms(n_terms=600, n=200), lam=1e-2)
+    spec = RunSpec(problem="svm", scheme="hogwild", threads=1, epochs=1, step=0.01, seed=3)
+    truth = hwsim.Machine(cores=1, read_cost=2, write_cost=3, coherence_cost=9, line_coords=8,
+                          delay=hwsim.ShiftedExponential(shift=50, rate=1 / 40))
+
+    def speedup(m):
+        d = predict_detail(spec, m, cores=(1, 2), problem=problem, max_samples=None)
+        return float(d.summary.set_index("threads").loc[2, "speedup"])
+
+    measured = speedup(truth)
+    got = cal.implied_coherence(spec, truth.replace(coherence_cost=60), measured, problem=problem, max_samples=None)
+    assert got["calibrated"] == 60 and got["threads"] == 2 and got["note"] == ""
+    assert abs(got["implied"] - 9) <= 2
+    assert speedup(truth.replace(coherence_cost=got["implied"])) == pytest.approx(measured, rel=0.01)
+    assert got["speedup_at_zero"] >= measured >= got["speedup_at_max"]
+    # out of range either way: no H, and a note that says which way
+    fast = cal.implied_coherence(spec, truth, got["speedup_at_zero"] * 1.5, problem=problem, max_samples=None)
+    assert fast["implied"] is None and "faster than hwsim with free coherence" in fast["note"]
+    slow = cal.implied_coherence(spec, truth, 1e-3, problem=problem, max_samples=None, h_max=50)
+    assert slow["implied"] is None and "h_max = 50" in slow["note"]
+    with pytest.raises(ValueError, match="measured_speedup"):
+        cal.implied_coherence(spec, truth, float("nan"), problem=problem)
+    with pytest.raises(ValueError, match="threads"):
+        cal.implied_coherence(spec, truth, 1.2, threads=1, problem=problem)

@@ -90,6 +90,17 @@ def test_tiny_report_contents(tiny_report):
         pred = pd.read_parquet(out / "data" / "prediction.parquet")
         assert set(pred["threads"]) == {1, 2, 4}
         assert (pred["kind"] == "predicted").all()
+    if "compare" in done:
+        ci = pd.read_parquet(out / "data" / "coherence_implied.parquet")
+        # one in-sample fit per parallel scheme at 2 threads; an H where one fits, a note where none does
+        assert set(ci["scheme"]) == {"hogwild", "hogwild-atomic", "lock-coord", "round-robin"}
+        assert (ci["threads"] == 2).all() and man["tables"]["coherence_implied"]["kind"] == "measured"
+        for r in ci.itertuples():
+            if r.note:
+                assert pd.isna(r.implied_coherence_cost), r
+            else:
+                assert r.implied_coherence_cost >= 0, r
+        assert "reproduces each measured speedup" in html
     for s in man["sections"]:
         if s["status"] != "done":
             assert escape(s["reason"].split(";")[0][:40]) in html
