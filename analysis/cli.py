@@ -343,6 +343,7 @@ def cmd_run(args) -> int:
                      "lost_updates": None if res.lost_updates is None else int(res.lost_updates),
                      "threads": int(res.threads), "cores": [list(c) if isinstance(c, (tuple, list)) else c for c in res.cores],
                      "interrupted": bool(res.interrupted), "relabel": bool((res.info or {}).get("relabel", False)),
+                     "sort_rows": bool((res.info or {}).get("sort_rows", False)),
                      "final_objective": float(res.history["objective"].iloc[-1]),
                      "model_sha256": sha256_arrays(res.x)})
         if res.interrupted:
