@@ -256,7 +256,10 @@ class Layout:
     def sorted_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, values)`` with each term's entries in ascending (kernel) coordinate
         order: ``indices[lo:hi][row_order[lo:hi]]`` and the values alike (``options.sort_rows``).
-        Built on first use (outside any timed region) and kept with the layout."""
+        Built on first use (outside any timed region) and kept with the layout; the data's own
+        arrays when they are in that order already (no renumbering, sorted supports)."""
+        if not self.relabel and self.sorted_supports:
+            return self.indices, self.values
         ro = self.row_order()
         with _layout_lock:
             rows = getattr(self, "_sorted_rows", None)

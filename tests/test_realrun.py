@@ -405,6 +405,8 @@ def test_sorted_rows_are_the_by_degree_problems_arithmetic(svm):
     lay = Layout.of(svm, True)
     ind, val = lay.sorted_rows()
     assert lay.sorted_rows()[0] is ind  # built once
+    plain = Layout.of(svm, False)  # no renumbering, supports sorted: the data's own arrays
+    assert plain.sorted_rows()[0] is plain.indices and plain.sorted_rows()[1] is plain.values
     ro = lay.row_order()
     for e in range(svm.N):
         lo, hi = lay.indptr[e], lay.indptr[e + 1]
