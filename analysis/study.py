@@ -779,7 +779,13 @@ def _implied_coherence(study: Study, prefix: str, workload: str, base: RunSpec, 
             measured = float(r.measured)
             if not (math.isfinite(measured) and measured > 0):
                 continue
-            study.check_budget(f"implied coherence cost, {workload} {r.scheme} x{r.threads}")
+            try:
+                study.check_budget(f"implied coherence cost, {workload} {r.scheme} x{r.threads}")
+            except BudgetExhausted as exc:  # the comparison itself is done: only the diagnostic stops short
+                part = study.state.setdefault("partial", {})
+                part[section] = (part[section] + "; " if part.get(section) else "") + \
+                    f"implied coherence costs for {len(rows)} of {len(sp)} points: {exc}"
+                break
             d = fn(base.replace(scheme=r.scheme, threads=1), cal, measured, threads=int(r.threads), problem=problem,
                    engine=study.spec.sim_engine)
             rows.append({"workload": workload, "scheme": r.scheme, "threads": int(r.threads),

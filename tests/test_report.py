@@ -351,3 +351,25 @@ def test_default_report_command_end_to_end(tmp_path):
                        capture_output=True, text=True, timeout=900, cwd=REPO)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     assert "simulated/computed figures" in p.stdout
+
+
+def test_budget_running_out_in_the_implied_coherence_keeps_the_comparison(tmp_path, monkeypatch):
+    """The implied-coherence diagnostic stops at the budget; the comparison before it stays
+    done, and the section says what was left out."""
+    from analysis import study as st
+
+    real_check = st.Study.check_budget
+
+    def check(self, what, need_s=0.0):
+        if what.startswith("implied coherence"):
+            raise st.BudgetExhausted(f"time budget exhausted before {what}")
+        return real_check(self, what, need_s)
+
+    monkeypatch.setattr(st.Study, "check_budget", check)
+    wanted = ("workload", "real", "calibrate", "predict", "compare")
+    outcome = run_study(tiny_spec(schemes=("hogwild",), predict_cores=(1, 2)), tmp_path, progress=False,
+                        sections=tuple(s for s in SECTIONS if s.name in wanted), with_numba_sysinfo=False)
+    compare = next(s for s in outcome.sections if s.name == "compare")
+    assert compare.status == "done" and "implied coherence costs for 0 of 1 points" in compare.reason
+    man = load_manifest(tmp_path)
+    assert "comparison" in man["tables"] and "coherence_implied" not in man["tables"]
