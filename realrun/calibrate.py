@@ -65,7 +65,7 @@ def pingpong(*, rounds: int = 200_000, batch: int = 1000, cores: tuple[int, int]
             raise ValueError(f"pingpong: {name} = {v!r}: must be an integer >= {lo}")
     if rounds < 2 * batch:
         raise ValueError(f"pingpong: rounds = {rounds} must be at least 2 * batch = {2 * batch} (two batches)")
-    from .coherence import two_cpus
+    from .coherence import run_pair, two_cpus
 
     cores = two_cpus(cores, "pingpong")
     ns_per_tick = calibrate_tsc()[0]
@@ -74,22 +74,7 @@ def pingpong(*, rounds: int = 200_000, batch: int = 1000, cores: tuple[int, int]
     stamps = np.zeros(n_batches + 1, dtype=np.int64)
     _pong_side(line, 0, 0, stamps, batch)  # compile outside the measurement
     line[0] = 0
-    errors = []
-
-    def side(parity):
-        try:
-            os.sched_setaffinity(0, {cores[parity]})
-            _pong_side(line, parity, n_batches * batch, stamps, batch)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    ths = [threading.Thread(target=side, args=(q,), daemon=True) for q in (1, 0)]
-    for t in ths:
-        t.start()
-    for t in ths:
-        t.join()
-    if errors:
-        raise errors[0]
+    run_pair(cores, lambda parity: _pong_side(line, parity, n_batches * batch, stamps, batch))
     rt = np.diff(stamps) * ns_per_tick / batch
     return PingPong(transfer_ns=float(np.median(rt) / 2.0), round_trip_ns=rt, cores=tuple(cores))
 

@@ -74,6 +74,28 @@ def two_cpus(cores, who: str) -> tuple[int, int]:
     return tuple(cores)
 
 
+def run_pair(cores: tuple[int, int], side) -> None:
+    """Run ``side(parity)`` for parity 1 and 0 on two threads, each pinned to ``cores[parity]``
+    (parity 1 starts first: it waits for the other's first hand-over), and re-raise the first
+    error a side raised once both have ended."""
+    errors = []
+
+    def pinned(parity):
+        try:
+            os.sched_setaffinity(0, {cores[parity]})
+            side(parity)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
+            errors.append(exc)
+
+    ths = [threading.Thread(target=pinned, args=(q,), daemon=True) for q in (1, 0)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 def pingpong_lines(k: int, *, rounds: int = 20_000, batch: int = 200, cores: tuple[int, int] | None = None,
                    ns_per_tick: float | None = None) -> np.ndarray:
     """Per-batch half round trips (ns) with ``k`` lines handed over per round (module docstring)."""
@@ -89,22 +111,7 @@ def pingpong_lines(k: int, *, rounds: int = 20_000, batch: int = 200, cores: tup
     n_batches = rounds // batch
     stamps = np.zeros(n_batches + 1, dtype=np.int64)
     _lines_side(buf, 1, 0, 0, stamps, batch)  # compile outside the measurement
-    errors = []
-
-    def side(parity):
-        try:
-            os.sched_setaffinity(0, {cores[parity]})
-            _lines_side(buf, int(k), parity, n_batches * batch, stamps, batch)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    ths = [threading.Thread(target=side, args=(q,), daemon=True) for q in (1, 0)]
-    for t in ths:
-        t.start()
-    for t in ths:
-        t.join()
-    if errors:
-        raise errors[0]
+    run_pair(cores, lambda parity: _lines_side(buf, int(k), parity, n_batches * batch, stamps, batch))
     return np.diff(stamps) * ns_per_tick / batch / 2.0
 
 
