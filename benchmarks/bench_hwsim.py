@@ -21,7 +21,11 @@ the next run allocates, for both), and the events are counted once, from the pro
 big case keeps the sample-level trace and turns the coordinate-level trace off (or, with
 ``--big-stream``, streams it to a Parquet file in a temporary folder); memory is reported as
 the peak of numpy allocations during the run (tracemalloc) and the process's peak resident
-set size.
+set size.  ``faults`` is the median number of minor page faults per run: memory the
+operating system had to provide fresh.  The in-memory coordinate trace is about 73 bytes
+per row, all of it fresh unless the allocator recycles the previous run's pages; on a
+virtual machine a fresh page can cost far more than writing it, so a run with faults can
+take twice as long as one without, and the median moves with how many runs fault.
 
 Machine of every case: read 2 ticks, write 4, coherence miss 60, 8 coordinates per
 line, compute delay 100 + Exp(mean 50) ticks; hogwild with atomic writes, float64 state.
@@ -62,14 +66,16 @@ def _problem(n_rows, n_features, nnz_mean, seed=0):
 
 
 def _timed(fn, repeats):
-    """(last result, median wall s, median CPU s) over ``repeats`` calls."""
-    out, wall, cpu = None, [], []
+    """(last result, median wall s, median CPU s, median minor page faults) over ``repeats`` calls."""
+    out, wall, cpu, faults = None, [], [], []
     for _ in range(repeats):
+        f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t, c = time.perf_counter(), time.process_time()
         out = fn()
         wall.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
-    return out, statistics.median(wall), statistics.median(cpu)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
+    return out, statistics.median(wall), statistics.median(cpu), statistics.median(faults)
 
 
 def _rss_mib():
@@ -103,20 +109,21 @@ def small(repeats: int, rows: int):
           f"{events:,} coordinate events per epoch (one epoch per run)")
     print(f"fast engine JIT compile (warm-up, excluded below): {_warm():.2f} s; {_load()}")
     print(f"{'cores':>5} {'coord trace':>11} {'engine':>9} {'wall s':>8} {'cpu s':>8} {'events/s (cpu)':>15} "
-          f"{'ratio wall':>10} {'ratio cpu':>9}")
+          f"{'faults':>7} {'ratio wall':>10} {'ratio cpu':>9}")
     for cores in (4, 16):
         spec, machine = _spec(cores), _machine(cores)
         for trace in (False, True):
-            ref, ref_w, ref_c = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="reference",
+            ref, ref_w, ref_c, ref_f = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="reference",
                                                               coord_trace=trace), max(1, (repeats + 1) // 2))
-            fast, fast_w, fast_c = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="fast",
+            fast, fast_w, fast_c, fast_f = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="fast",
                                                                  coord_trace=trace), repeats)
             if hwsim.trace_hash(ref) != hwsim.trace_hash(fast):
                 raise SystemExit("fast and reference engines disagree: a bug")
             tr = "on" if trace else "off"
-            print(f"{cores:>5} {tr:>11} {'reference':>9} {ref_w:>8.3f} {ref_c:>8.3f} {events / ref_c:>15,.0f}")
+            print(f"{cores:>5} {tr:>11} {'reference':>9} {ref_w:>8.3f} {ref_c:>8.3f} {events / ref_c:>15,.0f} "
+                  f"{ref_f:>7,.0f}")
             print(f"{cores:>5} {tr:>11} {'fast':>9} {fast_w:>8.4f} {fast_c:>8.4f} {events / fast_c:>15,.0f} "
-                  f"{ref_w / fast_w:>9.0f}x {ref_c / fast_c:>8.0f}x")
+                  f"{fast_f:>7,.0f} {ref_w / fast_w:>9.0f}x {ref_c / fast_c:>8.0f}x")
     print(_load())
 
 
@@ -136,7 +143,7 @@ def big(repeats: int, stream: bool = False):
     print(f"resident before the run: {cur:,.0f} MiB (the problem's data; peak so far {peak:,.0f} MiB)")
     spec, machine = _spec(16), _machine(16)
     tracemalloc.start()
-    res, med_w, med_c = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="fast",
+    res, med_w, med_c, _ = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="fast",
                                                       coord_trace=False), repeats)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
