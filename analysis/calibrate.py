@@ -408,6 +408,7 @@ def delay_model(f: Fit, kind: str = "empirical"):
 
 
 def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cost: float | None = None,
+              atomic_coherence_cost: float | None = None, coherence_source: str | None = None,
               delay: str = "empirical", line_coords: int = LINE_COORDS, epoch_seconds=None,
               spec=None, layout: str | None = None) -> Calibration:
     """Fit an ``hwsim.Machine`` to a realrun trace (module docstring).
@@ -415,7 +416,12 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     ``samples``: a SAMPLE_SCHEMA trace, or a ``realrun.RealResult`` (its samples,
     ``epoch_seconds`` and spec are then used). ``problem``/``terms``: the terms it processed.
     ``pingpong`` (``realrun.pingpong()``'s result) or ``coherence_cost`` (ns): the
-    coherence cost; neither → 0 (off), and the report says so. ``delay``: which fitted
+    coherence cost; neither → 0 (off), and the report says so. ``atomic_coherence_cost``
+    (ns): the miss cost of an atomic-instruction store (``hwsim.Machine``'s field of that
+    name; None: the same as the coherence cost) -- a locked instruction waits for its line
+    alone, so the lone transfer of the ping-pong, while ``coherence_cost`` may then be the
+    overlapped cost of :func:`coherence_in_flight`. ``coherence_source``: how a given
+    ``coherence_cost`` was measured (for the table and the provenance). ``delay``: which fitted
     model the machine uses. ``layout``: the coordinate numbering the run used
     (``"by-degree"`` when realrun renumbered, ``"as-given"``); by default read from a
     RealResult's ``info["relabel"]``, else ``"as-given"``; recorded as the provenance's
@@ -436,21 +442,33 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
         raise ValueError(f"delay = {delay!r}: must be one of {', '.join(DELAY_MODELS)}")
     f = fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
     if coherence_cost is not None:
-        cc, cc_src = float(coherence_cost), "given (coherence_cost=)"
+        cc, cc_src = float(coherence_cost), coherence_source or "given (coherence_cost=)"
     elif pingpong is not None:
         cc, cc_src = coherence_ns(pingpong), "realrun.pingpong"
     else:
         cc, cc_src = 0.0, "none given: coherence off"
+    if atomic_coherence_cost is not None and not (isinstance(atomic_coherence_cost, (int, float, np.integer,
+                                                                                     np.floating))
+                                                  and math.isfinite(atomic_coherence_cost)
+                                                  and atomic_coherence_cost >= 0):
+        raise ValueError(f"calibrate: atomic_coherence_cost = {atomic_coherence_cost!r}: must be a number of ns "
+                         ">= 0, or None for the same cost as coherence_cost")
+    ac = None if atomic_coherence_cost is None else max(int(round(float(atomic_coherence_cost))), 0)
     machine = machine_class()(cores=1, read_cost=f.read_cost, write_cost=f.write_cost, delay=delay_model(f, delay),
-                            coherence_cost=max(int(round(cc)), 0), line_coords=int(line_coords))
+                            coherence_cost=max(int(round(cc)), 0), atomic_coherence_cost=ac,
+                            line_coords=int(line_coords))
     provenance = {"fitted_on_threads": list(f.fitted_on_threads), "trace_sha256": f.trace_sha256,
                   "samples": f.n_samples, "delay_model": delay, "coherence_source": cc_src,
                   "coherence_ns": cc, "epoch_overhead_ns": f.epoch_overhead_ns, "memory_layout": layout,
                   "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str) if spec is not None else ""}
-    return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay), provenance=provenance, fit=f)
+    if ac is not None:
+        provenance["atomic_coherence_ns"] = float(atomic_coherence_cost)
+    return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay, atomic=atomic_coherence_cost),
+                       provenance=provenance, fit=f)
 
 
-def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str) -> pd.DataFrame:
+def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
+                 atomic: float | None = None) -> pd.DataFrame:
     """The fit report: one row per fitted quantity (``item, model, value, unit, method, ks,
     ks_pvalue, r2, n, chosen, note``)."""
     by = f.costs.set_index("target")
@@ -479,7 +497,12 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str) -
                      "note": f"{params}; {d['clipped']} negative residuals clipped to 0 "
                              f"({d['clipped_ns']:.3g} ns/sample)"})
     rows.append({"item": "coherence_cost", "model": "", "value": coherence, "unit": "ns/line transfer",
-                 "method": coherence_source, "n": math.nan, "note": ""})
+                 "method": coherence_source, "n": math.nan,
+                 "note": "" if atomic is None else "reads and plain stores"})
+    if atomic is not None:
+        rows.append({"item": "atomic_coherence_cost", "model": "", "value": float(atomic), "unit": "ns/line transfer",
+                     "method": "given (atomic_coherence_cost=)", "n": math.nan,
+                     "note": "atomic-instruction stores (hogwild-atomic; hogwild with write_mode atomic)"})
     rows.append({"item": "epoch_overhead", "model": "", "value": f.epoch_overhead_ns, "unit": "ns/epoch",
                  "method": "median of epoch wall time minus the samples' span", "n": math.nan,
                  "note": "added per epoch by analysis.predict"})
@@ -504,6 +527,25 @@ def coherence_in_flight(fit, lines: float) -> float:
     if not (isinstance(lines, (int, float, np.integer, np.floating)) and math.isfinite(lines) and lines >= 1):
         raise ValueError(f"coherence_in_flight: lines = {lines!r}: must be a number >= 1 (transfers in flight)")
     return float(fit.latency_ns) / float(lines) + float(fit.marginal_ns)
+
+
+def in_flight_cost(spec, machine, problem, *, layout: str = "as-given", overlap=None) -> dict:
+    """The plain-access coherence cost (ns) for ``spec`` on the calibrated ``machine``:
+    :func:`coherence_in_flight` of the k-lines ping-pong (``overlap``: a
+    :func:`realrun.coherence.overlap_fit` result, measured now when None) at half the
+    sample's simulated :func:`misses_per_sample` (the lines one phase has in flight).
+    Returns ``{"ns", "lines", "overlap", "source"}`` (``source``: a sentence for the fit
+    table). Pair it with the ping-pong's lone transfer as ``atomic_coherence_cost``: a
+    locked instruction waits for its line alone."""
+    if overlap is None:
+        from realrun.coherence import overlap_fit
+
+        overlap = overlap_fit()
+    lines = max(misses_per_sample(spec, machine, problem, layout=layout) / 2.0, 1.0)
+    ns = coherence_in_flight(overlap, lines)
+    src = (f"k-lines ping-pong (realrun.coherence): {overlap.latency_ns:.3g} + {overlap.marginal_ns:.3g}·k ns per "
+           f"half round, per line at k = {lines:.3g} lines in flight (half a sample's simulated misses)")
+    return {"ns": ns, "lines": lines, "overlap": overlap, "source": src}
 
 
 # --- coherence from a contention microbenchmark -------------------------------------------------
@@ -626,10 +668,14 @@ def implied_coherence(spec, machine, measured_speedup: float, *, threads: int = 
     (a microbenchmark's) is from the one the workload behaves as if it paid. It is fitted
     to the very run it explains, so it is never a prediction and carries no verdict.
 
+    With the machine's ``atomic_coherence_cost`` set, only H (reads and plain stores)
+    varies and the atomic-instruction stores keep their cost; unset, they follow H.
+
     The simulated speedup falls as H grows; H is found by bisection on whole ticks in
     [0, ``h_max``] (``analysis.predict.predict_detail`` at 1 and ``threads`` cores, the same
     layout, subsample and epoch overhead as a prediction). Returns a dict: ``implied``
     (the H; None when out of range), ``calibrated`` (the machine's own H),
+    ``atomic_fixed`` (the atomic-instruction stores' cost held fixed, None when they follow H),
     ``speedup_at_zero`` / ``speedup_at_max`` (hwsim's speedup with free / ``h_max``
     coherence), ``measured``, ``threads`` and ``note`` (why no H fits, when none does).
     """
@@ -657,8 +703,11 @@ def implied_coherence(spec, machine, measured_speedup: float, *, threads: int = 
     def speedup(h: int) -> float:
         return sps(threads, h) / one
 
+    from hwsim.model import atomic_stores
+
+    fixed = hw.atomic_coherence_cost is not None and atomic_stores(spec)
     out = {"threads": int(threads), "measured": float(measured_speedup), "calibrated": int(hw.coherence_cost),
-           "implied": None, "speedup_at_zero": speedup(0), "speedup_at_max": math.nan, "note": ""}
+           "atomic_fixed": int(hw.atomic_coherence_cost) if fixed else None, "implied": None, "speedup_at_zero": speedup(0), "speedup_at_max": math.nan, "note": ""}
     if measured_speedup > out["speedup_at_zero"]:
         out["note"] = (f"measured {measured_speedup:.3g} is faster than hwsim with free coherence "
                        f"({out['speedup_at_zero']:.3g}): the other parameters (delay, costs) already predict too slow")

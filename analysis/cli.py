@@ -394,8 +394,16 @@ def cmd_calibrate(args) -> int:
     run0 = res["runs"][0]
     relabel = run0.get("relabel", dict(spec.options).get("relabel", spec.problem in ("svm", "logistic",
                                                                                      "least-squares")))
+    layout = "by-degree" if relabel else "as-given"
     cal = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, epoch_seconds=run0["epoch_seconds"],
-                    layout="by-degree" if relabel else "as-given")
+                    layout=layout)
+    if pingpong is not None and args.coherence == "split":
+        from .calibrate import coherence_ns, in_flight_cost
+
+        fl = in_flight_cost(spec.replace(scheme="hogwild", threads=1), cal.machine, problem, layout=layout)
+        cal = calibrate(samples, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
+                        atomic_coherence_cost=coherence_ns(pingpong), spec=spec,
+                        epoch_seconds=run0["epoch_seconds"], layout=layout)
     dest = Path(args.out)
     cal.save(dest)
     if cal.table is not None and len(cal.table):
@@ -780,6 +788,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("run_dir", help="folder written by `wildcheck run`")
     cal.add_argument("--out", default="machine.toml", help="machine TOML to write (default %(default)s)")
     cal.add_argument("--no-pingpong", action="store_true", help="skip the cache-line ping-pong microbenchmark")
+    cal.add_argument("--coherence", choices=("split", "pingpong"), default="split",
+                     help="split (default): reads and plain stores at the k-lines ping-pong's per-line cost with a "
+                          "sample's misses in flight, atomic-instruction stores at the ping-pong's lone transfer; "
+                          "pingpong: the lone transfer for every access")
     cal.add_argument("-q", "--quiet", action="store_true")
     cal.set_defaults(func=cmd_calibrate)
 

@@ -677,11 +677,31 @@ def section_calibrate(study: Study) -> None:
         how = f"coherence cost off: {exc}"
         study.state.setdefault("partial", {})["calibrate"] = how
     cal = cal_mod(res, problem=problem, pingpong=pingpong)
+    if pingpong is not None:
+        cal, how = _split_coherence(study, cal, res, problem, pingpong, how)
     study.state["calibration"] = cal
     study.state["machine_source"] = f"calibrated on the 1-thread hogwild run; {how}"
     _write_machine(study, cal)
     if cal.table is not None and len(cal.table):
         study.put("calibration", pd.DataFrame(cal.table), kind="measured", section="calibrate")
+
+
+def _split_coherence(study: Study, cal, res, problem, pingpong, how: str):
+    """Reads and plain stores at the in-flight cost, atomic-instruction stores at the
+    ping-pong's lone transfer (:func:`analysis.calibrate.in_flight_cost`); the ping-pong
+    for both, said so, when the k-lines microbenchmark cannot run."""
+    cm = importlib.import_module("analysis.calibrate")
+    try:
+        fl = cm.in_flight_cost(study.spec.run.replace(scheme="hogwild"), cal.machine, problem,
+                               layout=cal.provenance["memory_layout"])
+    except (ImportError, ValueError, RuntimeError, OSError) as exc:
+        return cal, f"{how} (for every access: the k-lines ping-pong failed: {exc})"
+    pp = cm.coherence_ns(pingpong)
+    split = cm.calibrate(res, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
+                         atomic_coherence_cost=pp, delay=cal.provenance["delay_model"])
+    split.provenance["coherence_pingpong_ns"] = pp
+    return split, (f"coherence cost {fl['ns']:.3g} ns for reads and plain stores (k-lines ping-pong at "
+                   f"{fl['lines']:.3g} lines in flight), {pp:.3g} ns for atomic-instruction stores (realrun.pingpong)")
 
 
 def _write_machine(study: Study, cal) -> None:
@@ -790,13 +810,15 @@ def _implied_coherence(study: Study, prefix: str, workload: str, base: RunSpec, 
                    engine=study.spec.sim_engine)
             rows.append({"workload": workload, "scheme": r.scheme, "threads": int(r.threads),
                          "measured_speedup": measured, "implied_coherence_cost": d["implied"],
-                         "calibrated_coherence_cost": d["calibrated"], "speedup_at_zero_cost": d["speedup_at_zero"],
+                         "calibrated_coherence_cost": d["calibrated"], "atomic_store_cost_fixed": d["atomic_fixed"],
+                         "speedup_at_zero_cost": d["speedup_at_zero"],
                          "note": d["note"]})
             study.tick(note=f"implied coherence {workload} {r.scheme}")
     finally:
         if rows:
             df = pd.DataFrame(rows)
-            df["implied_coherence_cost"] = df["implied_coherence_cost"].astype("Float64")
+            for c in ("implied_coherence_cost", "atomic_store_cost_fixed"):
+                df[c] = df[c].astype("Float64")
             study.put(f"{prefix}coherence_implied", df, kind="measured", section=section)
 
 

@@ -75,7 +75,7 @@ from workload.schedule import schedule_args, step_at
 from .delays import DELAY_BLOCK, DelayStream
 from .machine import Machine, line_count
 from .model import (ORDER_SCHEMA, SCHEME_LOCK_COORD, SCHEME_LOCK_GLOBAL, SCHEME_NONE, SCHEME_ROUND_ROBIN, SampleArrays,
-                    SimResult, all_orders, history_frame, scheme_code, turn_sequence)
+                    SimResult, all_orders, atomic_stores, history_frame, scheme_code, turn_sequence)
 
 INF = np.int64(2**62)
 
@@ -115,7 +115,7 @@ U = np.uint64
 
 # machine constants (mc)
 MC_CORES, MC_R, MC_W, MC_H, MC_LC, MC_SLICED, MC_Q, MC_S, MC_T, MC_SCHEME, MC_RMW, MC_TRACE, MC_FIXED, \
-    MC_WORDS, MC_B, MC_LSHIFT, MC_STREAM, MC_MAXLEN = range(18)
+    MC_WORDS, MC_B, MC_LSHIFT, MC_STREAM, MC_MAXLEN, MC_HW, MC_HT = range(20)
 # scalars (sc)
 SC_STARTED, SC_READDONE, SC_FINISHED, SC_OP, SC_NEXTROW, SC_LOST, SC_ARRIVED, SC_TURN, SC_RQH, SC_RQN, \
     SC_GHOLD, SC_GHEAD, SC_GTAIL, SC_NOW, SC_DONE, SC_FRESH, SC_NEEDCORE, SC_BASE = range(18)
@@ -424,7 +424,9 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
     vflat = valid.reshape(valid.size)  # (for prefetching)
     locking = mc[MC_SCHEME] != SCHEME_NONE
     sliced = mc[MC_SLICED] != 0
-    H = mc[MC_H]
+    H = mc[MC_H]  # a read's miss cost
+    HW = mc[MC_HW]  # a store's (machine.atomic_miss_cost for atomic-instruction stores, else H)
+    HT = mc[MC_HT]  # nonzero: some access can miss, so copy sets are kept
     lsh = mc[MC_LSHIFT]
     LC = mc[MC_LC]
     maxlen = mc[MC_MAXLEN]
@@ -491,13 +493,13 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 op += 1
                 i += 1
                 if i == m:
-                    _touch(valid, c, j, H, lsh, LC)
+                    _touch(valid, c, j, HT, lsh, LC)
                     break
                 d = R + _miss_next(valid, c, j, jn, H, lsh, LC)  # issue read i (of jn), after the touch of j
-                _touch(valid, c, j, H, lsh, LC)
+                _touch(valid, c, j, HT, lsh, LC)
                 if i + 1 < m:
                     jn = np.int64(indices[U(lo + i + 1)])
-                    _line_hint(vflat, jn, words, H, lsh, LC)
+                    _line_hint(vflat, jn, words, HT, lsh, LC)
                 nxt = now + d
                 if nxt > qend:  # (time-sliced) the quantum expires first
                     th[U(t), U(TH_I)] = i
@@ -520,14 +522,14 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
             th[U(t), U(TH_I)] = 0
             lo = th[U(t), U(TH_LO)]
             j = np.int64(indices[U(lo)])
-            d = W + _miss(valid, c, j, H, lsh, LC)
+            d = W + _miss(valid, c, j, HW, lsh, LC)
             if m > 1:
                 th[U(t), U(TH_JN)] = indices[U(lo + 1)]
-                _line_hint(vflat, th[U(t), U(TH_JN)], words, H, lsh, LC)
+                _line_hint(vflat, th[U(t), U(TH_JN)], words, HT, lsh, LC)
             if rmw:
                 thold[t] = x[j]
                 th[U(t), U(TH_SNAP)] = nstores[j]
-                _touch(valid, c, j, H, lsh, LC)
+                _touch(valid, c, j, HT, lsh, LC)
                 if trace:
                     c_wrop[th[U(t), U(TH_ROW0)] - base] = op
                 op += 1
@@ -574,8 +576,8 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                     nstores[j] += 1
                 add_value(x, U(j), dv)
                 if i + 1 < m:  # the next write's miss, read before this store owns j's line
-                    d = W + _miss_next(valid, c, j, jn, H, lsh, LC)
-                _own(valid, c, j, H, lsh, LC)
+                    d = W + _miss_next(valid, c, j, jn, HW, lsh, LC)
+                _own(valid, c, j, HT, lsh, LC)
                 if trace:
                     elog[U(lp), U(0)] = 2 * (r0 + i) + 1
                     elog[U(lp), U(1)] = now
@@ -592,11 +594,11 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 j = jn  # issue write i (its miss is d): then an rmw write's read
                 if i + 1 < m:
                     jn = np.int64(indices[U(lo + i + 1)])
-                    _line_hint(vflat, jn, words, H, lsh, LC)
+                    _line_hint(vflat, jn, words, HT, lsh, LC)
                 if rmw:
                     thold[t] = x[j]
                     th[U(t), U(TH_SNAP)] = nstores[j]
-                    _touch(valid, c, j, H, lsh, LC)
+                    _touch(valid, c, j, HT, lsh, LC)
                     if trace:
                         c_wrop[r0 + i] = op
                     op += 1
@@ -659,14 +661,14 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                     continue
                 lo = th[t, TH_LO]
                 j = np.int64(indices[lo])  # issue write 0
-                d = W + _miss(valid, c, j, H, lsh, LC)
+                d = W + _miss(valid, c, j, HW, lsh, LC)
                 if th[t, TH_M] > 1:
                     th[t, TH_JN] = indices[lo + 1]
-                    _line_hint(vflat, th[t, TH_JN], words, H, lsh, LC)
+                    _line_hint(vflat, th[t, TH_JN], words, HT, lsh, LC)
                 if rmw:
                     thold[t] = x[j]
                     th[t, TH_SNAP] = nstores[j]
-                    _touch(valid, c, j, H, lsh, LC)
+                    _touch(valid, c, j, HT, lsh, LC)
                     if trace:
                         c_wrop[th[t, TH_ROW0] - base] = op
                     op += 1
@@ -740,7 +742,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 th[t, TH_ACT] = ACT_READ  # issue read 0
                 if m > 1:
                     th[t, TH_JN] = indices[lo + 1]
-                    _line_hint(vflat, th[t, TH_JN], words, H, lsh, LC)
+                    _line_hint(vflat, th[t, TH_JN], words, HT, lsh, LC)
                 _schedule(th, cs, tree, mc, t, R + _miss(valid, c, np.int64(indices[lo]), H, lsh, LC), now)
                 break
         if cs[CS_KEY, c] == INF:  # the thread blocked (a scheduled core updated the tree itself)
@@ -900,8 +902,9 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
     stream = sink is not None
     mc = np.array([C, machine.read_cost, machine.write_cost, machine.coherence_cost, machine.line_coords,
                    int(sliced), machine.quantum or 0, machine.switch_cost or 0, T, scheme, int(rmw),
-                   int(trace), int(x.dtype == np.int64), words, DELAY_BLOCK, lshift, int(stream), maxlen],
-                   dtype=np.int64)
+                   int(trace), int(x.dtype == np.int64), words, DELAY_BLOCK, lshift, int(stream), maxlen,
+                   machine.atomic_miss_cost if atomic_stores(spec) else machine.coherence_cost,
+                   int(machine.coherence_tracked)], dtype=np.int64)
     total = sum(o.size for ep in orders for o in ep)
     if stream:
         rows = max(int(sink.chunk_rows), 4 * T * maxlen)
@@ -935,7 +938,7 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
     for c in range(min(C, T)):  # cores >= T never run a thread (pinned); others draw when they need to
         dbuf[c] = streams[c].refill()
     dpos[min(C, T):] = DELAY_BLOCK
-    valid = np.full((line_count(t.n, machine.line_coords) if machine.coherence_cost else 1, words),
+    valid = np.full((line_count(t.n, machine.line_coords) if machine.coherence_tracked else 1, words),
                     -1, dtype=np.int64)  # bit c set: core c holds a valid copy
     nstores = np.zeros(t.n if rmw else 1, dtype=np.int64)
     lost_upto = np.zeros(t.n if rmw else 1, dtype=np.int64)

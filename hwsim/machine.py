@@ -40,6 +40,13 @@ class Machine:
     coherence_cost
         Extra ticks for a read or write of a cache line that another core wrote since this
         core last touched it (0 = off).
+    atomic_coherence_cost
+        The same extra ticks for an *atomic-instruction* store (``hogwild-atomic``, and
+        ``hogwild`` with ``write_mode = "atomic"``: realrun's compare-and-swap): ``None``
+        (default) = ``coherence_cost``.  A locked instruction is a full barrier, so its
+        line transfer is not overlapped with other misses as plain loads and stores are:
+        on hardware it costs about one lone transfer (the ping-pong), while a plain miss
+        in a burst costs much less (:func:`analysis.calibrate.coherence_in_flight`).
     line_coords
         Coordinates per 64-byte cache line (8 float64 / int64 values).
     quantum, switch_cost
@@ -53,6 +60,7 @@ class Machine:
     write_cost: int = 1
     delay: Any = field(default_factory=lambda: Constant(50))
     coherence_cost: int = 0
+    atomic_coherence_cost: int | None = None
     line_coords: int = 8
     quantum: int | None = None
     switch_cost: int | None = None
@@ -64,6 +72,17 @@ class Machine:
         """The delay model core ``core`` draws from."""
         d = self.delay[core] if isinstance(self.delay, tuple) else self.delay
         return d.for_core(core)
+
+    @property
+    def atomic_miss_cost(self) -> int:
+        """Ticks an atomic-instruction store pays on a miss (``atomic_coherence_cost``, or
+        ``coherence_cost`` when that is None)."""
+        return int(self.coherence_cost if self.atomic_coherence_cost is None else self.atomic_coherence_cost)
+
+    @property
+    def coherence_tracked(self) -> bool:
+        """Whether any access can miss (the engines keep per-line copy sets only then)."""
+        return self.coherence_cost > 0 or self.atomic_miss_cost > 0
 
     @property
     def sliced(self) -> bool:
@@ -80,6 +99,8 @@ class Machine:
             d["delay"] = [m.to_dict() for m in self.delay]
         else:
             d["delay"] = self.delay.to_dict()
+        if self.atomic_coherence_cost is not None:
+            d["atomic_coherence_cost"] = int(self.atomic_coherence_cost)
         if self.quantum is not None:
             d["quantum"] = int(self.quantum)
         if self.switch_cost is not None:
@@ -116,6 +137,9 @@ def validate(m: Machine) -> None:
     need_int("read_cost", 1, 1)
     need_int("write_cost", 1, 1)
     need_int("coherence_cost", 0, 0)
+    if m.atomic_coherence_cost is not None and (not _int(m.atomic_coherence_cost) or m.atomic_coherence_cost < 0):
+        raise MachineError("atomic_coherence_cost", m.atomic_coherence_cost, "must be an integer >= 0 or None "
+                           "(None: the same as coherence_cost)", "e.g. atomic_coherence_cost=30, or leave it out")
     need_int("line_coords", 1, 8)
     if isinstance(m.delay, tuple):
         if len(m.delay) != m.cores:

@@ -64,12 +64,15 @@ Memory order, lost updates
     ``hogwild-atomic`` and the lock / turn schemes store atomically (with a lock the two
     modes give the same values).
 
-Coherence (``coherence_cost`` = H > 0)
+Coherence (``coherence_cost`` = H > 0, or ``atomic_coherence_cost`` = A > 0)
     Line of coordinate j: ``j // line_coords``.  Each line keeps the set of cores holding a
     valid copy, initially all cores.  ``miss(c, j) = H`` when c is not in the set of j's
-    line, else 0, decided when the access is issued.  A read completion or an rmw read by
-    c adds c to the set; a store by c makes the set ``{c}``.  So an access costs H
-    exactly when another core stored to the line since c last touched it.
+    line, else 0, decided when the access is issued; for an *atomic-instruction* store
+    (:func:`atomic_stores`: ``hogwild-atomic``, ``hogwild`` with ``write_mode =
+    "atomic"``) the miss costs A (``machine.atomic_miss_cost``: H unless set) instead.  A
+    read completion or an rmw read by c adds c to the set; a store by c makes the set
+    ``{c}``.  So an access costs H (A) exactly when another core stored to the line since
+    c last touched it.
 
 Schemes: acquire and release
     * ``serial``, ``hogwild``, ``hogwild-atomic``: nothing.
@@ -158,6 +161,14 @@ SCHEMES = {
 
 #: Extra per-row columns (aligned with the coordinate trace) giving the memory order.
 ORDER_SCHEMA: dict[str, str] = {"read_op": "int64", "wread_op": "int64", "write_op": "int64"}
+
+
+def atomic_stores(spec: RunSpec) -> bool:
+    """Whether the spec's stores are atomic instructions in realrun (a compare-and-swap
+    loop: ``hogwild-atomic``; ``hogwild`` with ``write_mode = "atomic"``) -- the stores
+    whose miss costs ``machine.atomic_miss_cost``.  The lock and turn schemes store
+    plainly under their lock; ``serial`` runs alone."""
+    return spec.scheme == "hogwild-atomic" or (spec.scheme == "hogwild" and spec.write_mode == "atomic")
 
 
 def scheme_code(spec: RunSpec) -> tuple[int, bool]:

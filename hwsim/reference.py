@@ -22,7 +22,7 @@ from workload.schedule import global_t, schedule_args, step_at
 from .delays import DelayStream
 from .machine import Machine, line_count
 from .model import (SCHEME_LOCK_COORD, SCHEME_LOCK_GLOBAL, SCHEME_ROUND_ROBIN, CoordArrays,
-                    SampleArrays, all_orders, scheme_code, turn_sequence)
+                    SampleArrays, all_orders, atomic_stores, scheme_code, turn_sequence)
 
 _CORE_PRIORITY = 2  # after SimPy's URGENT (0) and NORMAL (1) events of the same tick
 
@@ -171,6 +171,8 @@ class _Machine:
         self.sched = schedule_args(spec, t.N)
         # coherence: per line, a bit set of the cores holding a valid copy
         self.H = machine.coherence_cost
+        self.HW = machine.atomic_miss_cost if atomic_stores(spec) else self.H  # a store's miss cost
+        self.tracked = machine.coherence_tracked
         self.line_coords = machine.line_coords
         self.valid = [(1 << machine.cores) - 1] * line_count(t.n, machine.line_coords)
         self.delays = [DelayStream(machine.delay_of(c), spec.seed, c) for c in range(machine.cores)]
@@ -200,17 +202,18 @@ class _Machine:
         self.checkpoints: list = []
 
     # --- coherence ---------------------------------------------------------------------
-    def miss(self, core: int, j: int) -> int:
-        if self.H == 0:
+    def miss(self, core: int, j: int, cost: int) -> int:
+        """``cost`` (H for a read or plain store, HW for a store) when core holds no valid copy of j's line."""
+        if cost == 0:
             return 0
-        return 0 if (self.valid[j // self.line_coords] >> core) & 1 else self.H
+        return 0 if (self.valid[j // self.line_coords] >> core) & 1 else cost
 
     def touch(self, core: int, j: int):
-        if self.H:
+        if self.tracked:
             self.valid[j // self.line_coords] |= 1 << core
 
     def own(self, core: int, j: int):
-        if self.H:
+        if self.tracked:
             self.valid[j // self.line_coords] = 1 << core
 
     # --- epochs ------------------------------------------------------------------------
@@ -294,7 +297,7 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     xr = np.empty(m)
     for i in range(m):
         j = int(idx[i])
-        yield from cpu.run(th, sim.machine.read_cost + sim.miss(th.core, j))
+        yield from cpu.run(th, sim.machine.read_cost + sim.miss(th.core, j, sim.H))
         xr[i] = read_value(x, j, sim.inv_scale)
         sim.touch(th.core, j)
         if C is not None:
@@ -316,7 +319,7 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     S.t_write_start[k] = env.now
     for i in range(m):
         j = int(idx[i])
-        cost = sim.machine.write_cost + sim.miss(th.core, j)
+        cost = sim.machine.write_cost + sim.miss(th.core, j, sim.HW)
         if sim.rmw:
             old = x[j]
             snap = sim.nstores[j]

@@ -176,6 +176,29 @@ def test_save_and_load_calibration(tmp_path):
     assert back.provenance["fitted_on_threads"] == [1] and back.provenance["coherence_source"] == "realrun.pingpong"
 
 
+def test_split_coherence_costs_reach_the_machine_table_and_toml(tmp_path):
+    """A plain (in-flight) cost and an atomic-instruction store cost: both on the machine,
+    both in the fit table with their source, both through save / load; a bad atomic cost
+    is refused by name."""
+    pytest.importorskip("hwsim.machine")
+    terms = _terms()
+    compute = np.full(N_SAMPLES, 50, np.int64)
+    t = _trace(terms, rc=2, wc=3, compute=compute)
+    c = cal.calibrate(t, terms=terms, coherence_cost=7.4, coherence_source="k-lines at 17 lines",
+                      atomic_coherence_cost=33.4)
+    assert (c.machine.coherence_cost, c.machine.atomic_coherence_cost, c.machine.atomic_miss_cost) == (7, 33, 33)
+    rows = c.table.set_index("item")
+    assert rows.loc["coherence_cost", "method"] == "k-lines at 17 lines"
+    assert rows.loc["atomic_coherence_cost", "value"] == 33.4
+    assert c.provenance["atomic_coherence_ns"] == 33.4
+    c.save(tmp_path / "m.toml")
+    assert cal.load_calibration(tmp_path / "m.toml").machine == c.machine
+    plain = cal.calibrate(t, terms=terms, coherence_cost=7.4)
+    assert plain.machine.atomic_coherence_cost is None and "atomic_coherence_cost" not in set(plain.table["item"])
+    with pytest.raises(ValueError, match="atomic_coherence_cost"):
+        cal.calibrate(t, terms=terms, coherence_cost=7.4, atomic_coherence_cost=-1.0)
+
+
 def test_implied_coherence_recovers_the_cost_behind_a_simulated_speedup():
     """Known by construction: the 'measurement' is hwsim's own 2-core speedup on a machine
     with H = 9; starting from a machine calibrated with H = 60, the bisection finds an H

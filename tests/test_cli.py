@@ -196,6 +196,8 @@ params = {{ n_features = 500 }}
     assert "[machine]" in (tmp_path / "machine.toml").read_text()
     # realrun renumbered the SVM's coordinates by degree: predictions simulate that layout
     assert 'memory_layout = "by-degree"' in (tmp_path / "machine.toml").read_text()
+    # the default split: plain accesses at the in-flight cost, atomic-instruction stores at the lone transfer
+    assert "atomic_coherence_cost" in (tmp_path / "machine.toml").read_text()
     assert main(["simulate", str(spec), "--machine", str(tmp_path / "machine.toml"), "--threads", "2",
                  "--out", str(tmp_path / "sim"), "-q"]) == 0
     res = __import__("json").loads((tmp_path / "sim" / "result.json").read_text())
