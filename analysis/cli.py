@@ -400,10 +400,15 @@ def cmd_calibrate(args) -> int:
     if pingpong is not None and args.coherence == "split":
         from .calibrate import coherence_ns, in_flight_cost
 
-        fl = in_flight_cost(spec.replace(scheme="hogwild", threads=1), cal.machine, problem, layout=layout)
-        cal = calibrate(samples, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
-                        atomic_coherence_cost=coherence_ns(pingpong), spec=spec,
-                        epoch_seconds=run0["epoch_seconds"], layout=layout)
+        try:
+            fl = in_flight_cost(spec.replace(scheme="hogwild", threads=1), cal.machine, problem, layout=layout)
+        except (ImportError, ValueError, RuntimeError, OSError) as exc:
+            log.warning("--coherence split: the k-lines ping-pong failed (%s); the ping-pong's cost is used for "
+                        "every access (as --coherence pingpong)", exc)
+        else:
+            cal = calibrate(samples, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
+                            atomic_coherence_cost=coherence_ns(pingpong), spec=spec,
+                            epoch_seconds=run0["epoch_seconds"], layout=layout)
     dest = Path(args.out)
     cal.save(dest)
     if cal.table is not None and len(cal.table):
