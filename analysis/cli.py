@@ -786,8 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     cal = _sub(subs, "calibrate", "fit hwsim's machine to a real run",
-               "Fit the simulated machine (delay model, per-coordinate read/write costs, coherence cost from a "
-               "ping-pong microbenchmark) to a folder written by `wildcheck run` -- ideally a 1-thread run, so "
+               "Fit the simulated machine (delay model, per-coordinate read/write costs, coherence costs from "
+               "ping-pong microbenchmarks: --coherence) to a folder written by `wildcheck run` -- ideally a 1-thread run, so "
                "predictions for more threads stay out of sample. Writes the machine as TOML.",
                "wildcheck run spec.toml --threads 1 --out run1 && wildcheck calibrate run1 --out machine.toml")
     cal.add_argument("run_dir", help="folder written by `wildcheck run`")
