@@ -453,7 +453,7 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
                                                   and atomic_coherence_cost >= 0):
         raise ValueError(f"calibrate: atomic_coherence_cost = {atomic_coherence_cost!r}: must be a number of ns "
                          ">= 0, or None for the same cost as coherence_cost")
-    ac = None if atomic_coherence_cost is None else max(int(round(float(atomic_coherence_cost))), 0)
+    ac = None if atomic_coherence_cost is None else int(round(float(atomic_coherence_cost)))
     machine = machine_class()(cores=1, read_cost=f.read_cost, write_cost=f.write_cost, delay=delay_model(f, delay),
                             coherence_cost=max(int(round(cc)), 0), atomic_coherence_cost=ac,
                             line_coords=int(line_coords))
@@ -546,6 +546,28 @@ def in_flight_cost(spec, machine, problem, *, layout: str = "as-given", overlap=
     src = (f"k-lines ping-pong (realrun.coherence): {overlap.latency_ns:.3g} + {overlap.marginal_ns:.3g}·k ns per "
            f"half round, per line at k = {lines:.3g} lines in flight (half a sample's simulated misses)")
     return {"ns": ns, "lines": lines, "overlap": overlap, "source": src}
+
+
+def calibrate_split(samples, *, problem, pingpong, spec, **kw) -> tuple[Calibration, str]:
+    """:func:`calibrate` with the coherence split: reads and plain stores at
+    :func:`in_flight_cost` (``spec``'s hogwild run, the sample's misses in flight),
+    atomic-instruction stores at the ping-pong's lone transfer.  ``kw`` go to
+    :func:`calibrate` (``epoch_seconds``, ``layout``, ``delay``, ...).  Falls back to the
+    ping-pong for every access when the k-lines microbenchmark cannot run.  Returns the
+    calibration and a sentence saying which costs it used."""
+    cal = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, **kw)
+    pp = coherence_ns(pingpong)
+    try:
+        fl = in_flight_cost(spec.replace(scheme="hogwild", threads=1), cal.machine, problem,
+                            layout=cal.provenance["memory_layout"])
+    except (ImportError, ValueError, RuntimeError, OSError) as exc:
+        return cal, (f"coherence cost {pp:.3g} ns for every access (realrun.pingpong; the k-lines ping-pong "
+                     f"failed: {exc})")
+    split = calibrate(samples, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
+                      atomic_coherence_cost=pp, spec=spec, **kw)
+    split.provenance["coherence_pingpong_ns"] = pp
+    return split, (f"coherence cost {fl['ns']:.3g} ns for reads and plain stores (k-lines ping-pong at "
+                   f"{fl['lines']:.3g} lines in flight), {pp:.3g} ns for atomic-instruction stores (realrun.pingpong)")
 
 
 # --- coherence from a contention microbenchmark -------------------------------------------------
@@ -679,6 +701,8 @@ def implied_coherence(spec, machine, measured_speedup: float, *, threads: int = 
     ``speedup_at_zero`` / ``speedup_at_max`` (hwsim's speedup with free / ``h_max``
     coherence), ``measured``, ``threads`` and ``note`` (why no H fits, when none does).
     """
+    from hwsim.model import atomic_stores
+
     from .predict import _machine_and_provenance, predict_detail
 
     if not (isinstance(measured_speedup, (int, float, np.integer, np.floating)) and math.isfinite(measured_speedup)
@@ -703,11 +727,10 @@ def implied_coherence(spec, machine, measured_speedup: float, *, threads: int = 
     def speedup(h: int) -> float:
         return sps(threads, h) / one
 
-    from hwsim.model import atomic_stores
-
     fixed = hw.atomic_coherence_cost is not None and atomic_stores(spec)
     out = {"threads": int(threads), "measured": float(measured_speedup), "calibrated": int(hw.coherence_cost),
-           "atomic_fixed": int(hw.atomic_coherence_cost) if fixed else None, "implied": None, "speedup_at_zero": speedup(0), "speedup_at_max": math.nan, "note": ""}
+           "atomic_fixed": int(hw.atomic_coherence_cost) if fixed else None, "implied": None,
+           "speedup_at_zero": speedup(0), "speedup_at_max": math.nan, "note": ""}
     if measured_speedup > out["speedup_at_zero"]:
         out["note"] = (f"measured {measured_speedup:.3g} is faster than hwsim with free coherence "
                        f"({out['speedup_at_zero']:.3g}): the other parameters (delay, costs) already predict too slow")

@@ -394,21 +394,15 @@ def cmd_calibrate(args) -> int:
     run0 = res["runs"][0]
     relabel = run0.get("relabel", dict(spec.options).get("relabel", spec.problem in ("svm", "logistic",
                                                                                      "least-squares")))
-    layout = "by-degree" if relabel else "as-given"
-    cal = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, epoch_seconds=run0["epoch_seconds"],
-                    layout=layout)
+    kw = dict(problem=problem, spec=spec, epoch_seconds=run0["epoch_seconds"],
+              layout="by-degree" if relabel else "as-given")
     if pingpong is not None and args.coherence == "split":
-        from .calibrate import coherence_ns, in_flight_cost
+        from .calibrate import calibrate_split
 
-        try:
-            fl = in_flight_cost(spec.replace(scheme="hogwild", threads=1), cal.machine, problem, layout=layout)
-        except (ImportError, ValueError, RuntimeError, OSError) as exc:
-            log.warning("--coherence split: the k-lines ping-pong failed (%s); the ping-pong's cost is used for "
-                        "every access (as --coherence pingpong)", exc)
-        else:
-            cal = calibrate(samples, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
-                            atomic_coherence_cost=coherence_ns(pingpong), spec=spec,
-                            epoch_seconds=run0["epoch_seconds"], layout=layout)
+        cal, how = calibrate_split(samples, pingpong=pingpong, **kw)
+        (log.info if cal.machine.atomic_coherence_cost is not None else log.warning)("calibrate: %s", how)
+    else:
+        cal = calibrate(samples, pingpong=pingpong, **kw)
     dest = Path(args.out)
     cal.save(dest)
     if cal.table is not None and len(cal.table):
@@ -787,8 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = _sub(subs, "calibrate", "fit hwsim's machine to a real run",
                "Fit the simulated machine (delay model, per-coordinate read/write costs, coherence costs from "
-               "ping-pong microbenchmarks: --coherence) to a folder written by `wildcheck run` -- ideally a 1-thread run, so "
-               "predictions for more threads stay out of sample. Writes the machine as TOML.",
+               "ping-pong microbenchmarks: --coherence) to a folder written by `wildcheck run` -- ideally a "
+               "1-thread run, so predictions for more threads stay out of sample. Writes the machine as TOML.",
                "wildcheck run spec.toml --threads 1 --out run1 && wildcheck calibrate run1 --out machine.toml")
     cal.add_argument("run_dir", help="folder written by `wildcheck run`")
     cal.add_argument("--out", default="machine.toml", help="machine TOML to write (default %(default)s)")

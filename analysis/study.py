@@ -676,32 +676,16 @@ def section_calibrate(study: Study) -> None:
     except Unavailable as exc:
         how = f"coherence cost off: {exc}"
         study.state.setdefault("partial", {})["calibrate"] = how
-    cal = cal_mod(res, problem=problem, pingpong=pingpong)
     if pingpong is not None:
-        cal, how = _split_coherence(study, cal, res, problem, pingpong, how)
+        cal, how = need("analysis.calibrate", "calibrate_split")(res, problem=problem, pingpong=pingpong,
+                                                                 spec=res.spec)
+    else:
+        cal = cal_mod(res, problem=problem)
     study.state["calibration"] = cal
     study.state["machine_source"] = f"calibrated on the 1-thread hogwild run; {how}"
     _write_machine(study, cal)
     if cal.table is not None and len(cal.table):
         study.put("calibration", pd.DataFrame(cal.table), kind="measured", section="calibrate")
-
-
-def _split_coherence(study: Study, cal, res, problem, pingpong, how: str):
-    """Reads and plain stores at the in-flight cost, atomic-instruction stores at the
-    ping-pong's lone transfer (:func:`analysis.calibrate.in_flight_cost`); the ping-pong
-    for both, said so, when the k-lines microbenchmark cannot run."""
-    cm = importlib.import_module("analysis.calibrate")
-    try:
-        fl = cm.in_flight_cost(study.spec.run.replace(scheme="hogwild"), cal.machine, problem,
-                               layout=cal.provenance["memory_layout"])
-    except (ImportError, ValueError, RuntimeError, OSError) as exc:
-        return cal, f"{how} (for every access: the k-lines ping-pong failed: {exc})"
-    pp = cm.coherence_ns(pingpong)
-    split = cm.calibrate(res, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
-                         atomic_coherence_cost=pp, delay=cal.provenance["delay_model"])
-    split.provenance["coherence_pingpong_ns"] = pp
-    return split, (f"coherence cost {fl['ns']:.3g} ns for reads and plain stores (k-lines ping-pong at "
-                   f"{fl['lines']:.3g} lines in flight), {pp:.3g} ns for atomic-instruction stores (realrun.pingpong)")
 
 
 def _write_machine(study: Study, cal) -> None:
