@@ -56,8 +56,8 @@ from workload.trace import HISTORY_SCHEMA, SAMPLE_SCHEMA, empty
 
 from . import kernels as K
 from .atomics import atomic_add, atomic_cas, calibrate_tsc, load_acquire, prefetch, prefetch_l2, tsc, tsc_now
-from .engine import (TRACE_WARN_BYTES, RealResult, WorkerFailed, run_options, samples_frame, reraise_worker_error,
-                     stop_workers)
+from .engine import (TRACE_WARN_BYTES, InterruptLatch, RealResult, WorkerFailed, run_options, samples_frame,
+                     reraise_worker_error, stop_workers)
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +367,7 @@ def run_buckwild(spec: RunSpec, *, problem=None, instrument: bool = True, pin: b
     done = 0
     interrupted = False
     run_tsc0 = None  # the time-stamp counter when the first epoch's clock started
+    ctrl_c = InterruptLatch().install()
     try:
         for th in threads:
             th.start()
@@ -396,12 +397,14 @@ def run_buckwild(spec: RunSpec, *, problem=None, instrument: bool = True, pin: b
             history.append(row)
             if progress is not None:
                 progress(epoch, row)
+            ctrl_c.check()
     except threading.BrokenBarrierError:
         pass  # a worker failed: raised below
     except KeyboardInterrupt:
         interrupted = True
         log.warning("realrun buckwild: interrupted; keeping %d completed epoch(s)", len(epoch_seconds))
     finally:
+        ctrl_c.remove()
         stop_workers(sync, K.STOP, job, (start, end), threads)
     reraise_worker_error(errors, cores, spec.scheme)
     total = float(np.sum(epoch_seconds))

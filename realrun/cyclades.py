@@ -63,8 +63,8 @@ from workload.trace import HISTORY_SCHEMA, SAMPLE_SCHEMA, conform, empty
 from . import kernels as K
 from .atomics import (atomic_add, calibrate_tsc, load_acquire, os_yield, prefetch, prefetch_l2, spin_pause, tsc,
                       tsc_now)
-from .engine import (RealResult, WorkerFailed, Layout, run_options, append_record_columns, reraise_worker_error,
-                     stop_workers)
+from .engine import (InterruptLatch, RealResult, WorkerFailed, Layout, run_options, append_record_columns,
+                     reraise_worker_error, stop_workers)
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +347,7 @@ def run_cyclades(spec: RunSpec, *, problem: Problem | None = None, instrument: b
     samples_done = 0
     interrupted = False
     run_tsc0 = None
+    ctrl_c = InterruptLatch().install()
     try:
         for th in threads:
             th.start()
@@ -383,12 +384,14 @@ def run_cyclades(spec: RunSpec, *, problem: Problem | None = None, instrument: b
             history.append(row)
             if progress is not None:
                 progress(epoch, row)
+            ctrl_c.check()
     except threading.BrokenBarrierError:
         pass  # a worker failed: raised below
     except KeyboardInterrupt:
         interrupted = True
         log.warning("realrun cyclades: interrupted; keeping %d completed epoch(s)", len(epoch_seconds))
     finally:
+        ctrl_c.remove()
         stop_workers(sync, STOP, job, (start_barrier, end_barrier), threads)
     reraise_worker_error(errors, cores, spec.scheme)
 

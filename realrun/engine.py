@@ -19,7 +19,8 @@ it), breaks both barriers, and ``run`` re-raises the worker's own exception, tra
 kept, with a note naming the worker and epoch.  Ctrl-C (KeyboardInterrupt in the main
 thread) stops the workers the same way and returns what was measured: the completed epochs'
 history, times and samples, and the model as it was after the last completed epoch,
-with ``interrupted=True``.
+with ``interrupted=True``.  An :class:`InterruptLatch` remembers the SIGINT, so the run
+stops at the next epoch boundary even if the KeyboardInterrupt itself was dropped.
 
 Spec options read here (``spec.options``; others are ignored), validated in ``run_options``:
 
@@ -482,6 +483,7 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
     interrupted = False
     run_tsc0 = None  # the time-stamp counter when the first epoch's clock started
 
+    ctrl_c = InterruptLatch().install()
     try:
         for th in threads:
             th.start()
@@ -513,12 +515,14 @@ def run(spec: RunSpec, *, problem: Problem | None = None, instrument: bool = Tru
             history.append(row)
             if progress is not None:
                 progress(epoch, row)
+            ctrl_c.check()
     except threading.BrokenBarrierError:
         pass  # a worker failed: raised below
     except KeyboardInterrupt:
         interrupted = True
         log.warning("realrun: interrupted; keeping %d completed epoch(s)", len(epoch_seconds))
     finally:
+        ctrl_c.remove()
         stop_workers(sync, K.STOP, job, (start_barrier, end_barrier), threads)
     reraise_worker_error(errors, cores, spec.scheme)
 
@@ -592,6 +596,48 @@ def append_record_columns(cols, rec, base, mask, tsc0, ns_per_tick, w, epoch, po
     cols["end_seq"].append(base + (ew & mask))
     cols["finished_at_start"].append(base + (sw & mask))
     cols["started_at_end"].append(base + (ew >> 32))
+
+
+class InterruptLatch:
+    """Remembers a Ctrl-C for the length of a run, so that it stops the run even when the
+    KeyboardInterrupt Python raises for it is lost -- raised inside a finalizer or a
+    callback that reports and drops exceptions, say.  ``install`` chains a SIGINT handler
+    in front of the current one (which still runs: the default raises KeyboardInterrupt as
+    before); :meth:`check`, called at each epoch boundary, raises KeyboardInterrupt if a
+    SIGINT came; ``remove`` puts the previous handler back.  Off the main thread, or where
+    SIGINT is ignored or left to the OS, it does nothing (Python can only handle signals in
+    the main thread, and an ignored SIGINT should stay ignored)."""
+
+    def __init__(self):
+        self.seen = False
+        self._prev = None
+        self._installed = False
+
+    def _handler(self, signum, frame):
+        self.seen = True
+        self._prev(signum, frame)
+
+    def install(self) -> "InterruptLatch":
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            prev = signal.getsignal(signal.SIGINT)
+            if callable(prev):
+                self._prev = prev
+                signal.signal(signal.SIGINT, self._handler)
+                self._installed = True
+        return self
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def remove(self) -> None:
+        import signal
+
+        if self._installed and signal.getsignal(signal.SIGINT) == self._handler:
+            signal.signal(signal.SIGINT, self._prev)
+        self._installed = False
 
 
 def stop_workers(sync, stop_slot: int, job, barriers, threads) -> None:

@@ -59,7 +59,7 @@ from . import kernels as K
 from .kernels import (REC_END, REC_START, REC_T_END, REC_T_READ, REC_T_START, REC_T_WRITE, ST_CAS_FAILS, ST_DONE,
                       ST_LOST, ST_RECORDED, ST_SPINS, STARTED_ONE)
 from .atomics import atomic_add, calibrate_tsc, load_acquire, os_yield, spin_pause, store_release, tsc, tsc_now
-from .engine import RealResult, WorkerFailed, reraise_worker_error, stop_workers
+from .engine import InterruptLatch, RealResult, WorkerFailed, reraise_worker_error, stop_workers
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +351,7 @@ def run_minibatch(spec: RunSpec, *, problem: Problem | None = None, instrument: 
     samples_done = 0
     interrupted = False
     run_tsc0 = None
+    ctrl_c = InterruptLatch().install()
     try:
         for th in threads:
             th.start()
@@ -380,12 +381,14 @@ def run_minibatch(spec: RunSpec, *, problem: Problem | None = None, instrument: 
             history.append(row)
             if progress is not None:
                 progress(epoch, row)
+            ctrl_c.check()
     except threading.BrokenBarrierError:
         pass  # a worker failed: raised below
     except KeyboardInterrupt:
         interrupted = True
         log.warning("realrun: interrupted; keeping %d completed epoch(s)", len(epoch_seconds))
     finally:
+        ctrl_c.remove()
         stop_workers(sync, STOP, job, (start_barrier, end_barrier), threads)
     reraise_worker_error(errors, cores, spec.scheme)
 

@@ -6,6 +6,7 @@ No timing assertions here: the machine is shared and timings are noisy.
 """
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -295,14 +296,33 @@ def _interrupt_after(epochs_done, how):
 @pytest.mark.parametrize("how", ["raise", "signal"])
 def test_ctrl_c_keeps_the_measured_epochs(svm, how):
     spec = RunSpec(problem="svm", scheme="hogwild", threads=2, epochs=50, seed=1)
+    handler = signal.getsignal(signal.SIGINT)
     got = run(spec, problem=svm, progress=_interrupt_after(2, how))
-    assert got.interrupted
+    assert got.interrupted, f"not interrupted; the SIGINT handler before the run was {handler!r}"
     done = len(got.epoch_seconds)
     assert 2 <= done < spec.epochs
     assert got.history["epoch"].tolist() == list(range(done + 1))
     assert len(got.samples) == done * svm.N
     # x is the model after the last completed epoch (its objective is the last history row).
     assert svm.objective(got.x) == got.history["objective"].iloc[-1]
+
+
+def test_ctrl_c_stops_the_run_even_when_its_keyboardinterrupt_is_lost(svm):
+    """A KeyboardInterrupt raised where something drops it (a finalizer, a callback that
+    swallows exceptions) must not let the run go on: the latch saw the SIGINT."""
+    def progress(epoch, row):
+        if epoch == 1:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs here and its exception is dropped below
+            except KeyboardInterrupt:
+                pass
+    before = signal.getsignal(signal.SIGINT)
+    got = run(RunSpec(problem="svm", scheme="hogwild", threads=2, epochs=50, seed=1), problem=svm,
+              progress=progress)
+    assert got.interrupted
+    assert len(got.epoch_seconds) == 2
+    assert signal.getsignal(signal.SIGINT) is before  # the run's handler is gone again
 
 
 
