@@ -548,9 +548,10 @@ def in_flight_cost(spec, machine, problem, *, layout: str = "as-given", overlap=
     return {"ns": ns, "lines": lines, "overlap": overlap, "source": src}
 
 
-def calibrate_split(samples, *, problem, pingpong, spec, **kw) -> tuple[Calibration, str]:
+def calibrate_split(samples, *, problem, pingpong, spec, overlap=None, **kw) -> tuple[Calibration, str]:
     """:func:`calibrate` with the coherence split: reads and plain stores at
-    :func:`in_flight_cost` (``spec``'s hogwild run, the sample's misses in flight),
+    :func:`in_flight_cost` (``spec``'s hogwild run, the sample's misses in flight; ``overlap``:
+    a k-lines fit already taken, e.g. :func:`pooled_probes`'s, else one measured now),
     atomic-instruction stores at the ping-pong's lone transfer.  ``kw`` go to
     :func:`calibrate` (``epoch_seconds``, ``layout``, ``delay``, ...).  Falls back to the
     ping-pong for every access when the k-lines microbenchmark cannot run.  Returns the
@@ -559,7 +560,7 @@ def calibrate_split(samples, *, problem, pingpong, spec, **kw) -> tuple[Calibrat
     pp = coherence_ns(pingpong)
     try:
         fl = in_flight_cost(spec.replace(scheme="hogwild", threads=1), cal.machine, problem,
-                            layout=cal.provenance["memory_layout"])
+                            layout=cal.provenance["memory_layout"], overlap=overlap)
     except (ImportError, ValueError, RuntimeError, OSError) as exc:
         return cal, (f"coherence cost {pp:.3g} ns for every access (realrun.pingpong; the k-lines ping-pong "
                      f"failed: {exc})")
@@ -568,6 +569,67 @@ def calibrate_split(samples, *, problem, pingpong, spec, **kw) -> tuple[Calibrat
     split.provenance["coherence_pingpong_ns"] = pp
     return split, (f"coherence cost {fl['ns']:.3g} ns for reads and plain stores (k-lines ping-pong at "
                    f"{fl['lines']:.3g} lines in flight), {pp:.3g} ns for atomic-instruction stores (realrun.pingpong)")
+
+
+# --- coherence probes taken alongside the runs --------------------------------------------------
+#: The host's coherence figures can move while a study measures (other tenants' load, the
+#: vCPUs placed elsewhere: this project's 2-vCPU VMs read a one-line ping-pong of 14.5 ns
+#: and 34 ns within an hour).  The study probes before and between its repeats; a spread
+#: (max − min) / median above this over the probes says the calibration was taken on an
+#: unsteady machine (:func:`coherence_drift`).
+COHERENCE_DRIFT_MAX = 0.25
+DRIFT_FIGURES = ("pingpong_ns", "kline_marginal_ns")
+
+
+def probe_coherence(when: str) -> dict:
+    """One coherence probe now: ``realrun.pingpong()`` and the k-lines
+    ``realrun.coherence.overlap_fit()`` (about a tenth of a second together); ``when``
+    labels it (e.g. ``"before repeat 0"``)."""
+    from realrun import pingpong
+    from realrun.coherence import overlap_fit
+
+    return {"when": str(when), "pingpong": pingpong(), "overlap": overlap_fit()}
+
+
+def probe_table(probes) -> pd.DataFrame:
+    """One row per :func:`probe_coherence` result: the ping-pong and the k-lines line."""
+    return pd.DataFrame([{"probe": i, "when": p["when"], "pingpong_ns": coherence_ns(p["pingpong"]),
+                          "kline_latency_ns": float(p["overlap"].latency_ns),
+                          "kline_marginal_ns": float(p["overlap"].marginal_ns),
+                          "kline_lone_ns": float(p["overlap"].lone_ns)} for i, p in enumerate(probes)],
+                        columns=["probe", "when", "pingpong_ns", "kline_latency_ns", "kline_marginal_ns",
+                                 "kline_lone_ns"])
+
+
+def pooled_probes(probes) -> tuple[float, Any]:
+    """The probes as one calibration input: the median ping-pong (ns) and
+    ``realrun.coherence.pooled_fit`` of their k-lines fits (per k, the median half round)."""
+    from realrun.coherence import pooled_fit
+
+    if not probes:
+        raise ValueError("pooled_probes: no probes: take at least one with probe_coherence()")
+    return (float(np.median([coherence_ns(p["pingpong"]) for p in probes])),
+            pooled_fit([p["overlap"] for p in probes]))
+
+
+def coherence_drift(table: pd.DataFrame, max_spread: float = COHERENCE_DRIFT_MAX) -> pd.DataFrame:
+    """Did the machine hold still while it was measured?  Per figure of :func:`probe_table`
+    (:data:`DRIFT_FIGURES`): the probes' median, min and max, and the check spread =
+    (max − min) / median ``<=`` ``max_spread`` (verdict ``holds`` / ``violated``; not
+    applicable with fewer than two probes)."""
+    from .verdicts import check_row
+
+    rows = []
+    for fig in DRIFT_FIGURES:
+        v = table[fig].to_numpy(np.float64) if fig in table.columns else np.zeros(0)
+        v = v[np.isfinite(v)]
+        med = float(np.median(v)) if v.size else math.nan
+        spread = float((v.max() - v.min()) / med) if v.size and med > 0 else math.nan
+        rows.append({"figure": fig, "probes": int(v.size), "median": med,
+                     "min": float(v.min()) if v.size else math.nan, "max": float(v.max()) if v.size else math.nan,
+                     **check_row(spread, max_spread, "<=", note="(max - min) / median over the probes",
+                                 not_applicable="fewer than two probes" if v.size < 2 else None)})
+    return pd.DataFrame(rows)
 
 
 # --- coherence from a contention microbenchmark -------------------------------------------------

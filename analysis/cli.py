@@ -387,9 +387,27 @@ def cmd_calibrate(args) -> int:
         log.warning("calibrating on a %d-thread run; a prediction for %d threads will be in-sample",
                     spec.threads, spec.threads)
     problem = _build(spec)
-    pingpong = None
+    if args.probes < 1:
+        raise CLIError(f"--probes {args.probes}: must be >= 1 (the coherence probes to take and pool); e.g. --probes 3")
+    pingpong, overlap, probes = None, None, []
     if not args.no_pingpong:
-        pingpong = need("realrun", "pingpong")()
+        if args.coherence == "split":
+            from .calibrate import coherence_drift, pooled_probes, probe_coherence, probe_table
+
+            try:
+                probes = [probe_coherence(f"calibrate probe {i}") for i in range(args.probes)]
+            except (RuntimeError, ValueError, OSError) as exc:
+                log.warning("calibrate: the coherence probes failed (%s); one ping-pong instead", exc)
+        if probes:
+            pingpong, overlap = pooled_probes(probes)
+            drift = coherence_drift(probe_table(probes))
+            for r in drift.itertuples():
+                if r.verdict == "violated":
+                    log.warning("calibrate: %s varied by %.0f%% over %d probes (more than %.0f%%): the machine did "
+                                "not hold still; its median is used", r.figure, 100 * r.observed, r.probes,
+                                100 * r.bound)
+        else:
+            pingpong = need("realrun", "pingpong")()
     res = json.loads((Path(args.run_dir) / "result.json").read_text())
     run0 = res["runs"][0]
     relabel = run0.get("relabel", dict(spec.options).get("relabel", spec.problem in ("svm", "logistic",
@@ -399,12 +417,14 @@ def cmd_calibrate(args) -> int:
     if pingpong is not None and args.coherence == "split":
         from .calibrate import calibrate_split
 
-        cal, how = calibrate_split(samples, pingpong=pingpong, **kw)
+        cal, how = calibrate_split(samples, pingpong=pingpong, overlap=overlap, **kw)
         (log.info if cal.machine.atomic_coherence_cost is not None else log.warning)("calibrate: %s", how)
     else:
         cal = calibrate(samples, pingpong=pingpong, **kw)
     dest = Path(args.out)
     cal.save(dest)
+    if probes:
+        write_table(probe_table(probes), dest.with_name(dest.stem + ".probes.parquet"))
     if cal.table is not None and len(cal.table):
         write_table(cal.table, dest.with_name(dest.stem + ".fit.parquet"))
         if not args.quiet:
@@ -791,6 +811,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="split (default): reads and plain stores at the k-lines ping-pong's per-line cost with a "
                           "sample's misses in flight, atomic-instruction stores at the ping-pong's lone transfer; "
                           "pingpong: the lone transfer for every access")
+    cal.add_argument("--probes", type=int, default=3,
+                     help="with --coherence split: take both ping-pongs this many times and calibrate on their "
+                          "medians; a spread above analysis.calibrate.COHERENCE_DRIFT_MAX is warned about, and the "
+                          "probes are written next to the machine as MACHINE.probes.parquet (default %(default)s)")
     cal.add_argument("-q", "--quiet", action="store_true")
     cal.set_defaults(func=cmd_calibrate)
 

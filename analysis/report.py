@@ -389,7 +389,8 @@ def verdicts(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     for name, what in (("buckwild_sim", lambda df: [f"{v}: hwsim = realrun at 1 worker (model bit for bit)"
                                                     for v in df["variant"]]),
                        ("buckwild_bound", lambda df: [f"{v}: {c}" for v, c in zip(df["variant"], df["check"])]),
-                       ("sweep_checks", _sweep_check_labels)):
+                       ("sweep_checks", _sweep_check_labels),
+                       ("coherence_drift", _drift_labels)):
         df = tables.get(name)
         if df is None or "verdict" not in df.columns or len(df) == 0:
             continue
@@ -401,6 +402,11 @@ def verdicts(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["source", "verdict"])
     return pd.concat(frames, ignore_index=True)
+
+
+def _drift_labels(df: pd.DataFrame) -> list[str]:
+    return [f"coherence figures steady while measured: {f} spread over {n} probes"
+            for f, n in zip(df["figure"], df["probes"])]
 
 
 def _sweep_check_labels(df: pd.DataFrame) -> list[str]:
@@ -659,6 +665,17 @@ def render_report(folder: str | Path) -> Path:
         doc.table(_compact(app, COMPACT_COMPARISON), max_rows=100)
     else:
         _status_line(doc, manifest, "compare")
+    if "coherence_drift" in tables:
+        doc.para("Coherence microbenchmarks (realrun.pingpong, the k-lines ping-pong of realrun.coherence) taken "
+                 "before the first repeat and after each one; the calibration uses their medians. Their spread "
+                 "says whether the machine held still while it was measured (threshold "
+                 "analysis.calibrate.COHERENCE_DRIFT_MAX): where it did not, a prediction calibrated on one "
+                 "moment is held against runs taken at others, and its errors say as much about the host as "
+                 "about the model.")
+        doc.table(tables["coherence_drift"][[c for c in ("figure", "probes", "median", "min", "max", "observed",
+                                                          "bound", "verdict") if c in tables["coherence_drift"]]])
+        if "coherence_probes" in tables:
+            doc.table(tables["coherence_probes"])
     if "coherence_implied" in tables:
         ci = tables["coherence_implied"]
         doc.para("Coherence cost per simulated miss (ns) at which hwsim, every other parameter as calibrated, "

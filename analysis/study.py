@@ -588,18 +588,37 @@ def _label(df: pd.DataFrame, **cols) -> pd.DataFrame:
     return df
 
 
-def _real_runs(study: Study, workload: str, base: RunSpec, schemes, section: str, prefix: str) -> None:
+def _coherence_probe(study: Study, when: str, probes: list) -> None:
+    """Append one :func:`analysis.calibrate.probe_coherence` to ``probes``; where the
+    microbenchmarks cannot run (one CPU, no realrun), say so once and take no more."""
+    if study.state.get("probes_unavailable"):
+        return
+    try:
+        probes.append(need("analysis.calibrate", "probe_coherence")(when))
+    except (Unavailable, ImportError, RuntimeError, ValueError, OSError) as exc:
+        study.state["probes_unavailable"] = f"coherence probes not taken: {exc}"
+
+
+def _real_runs(study: Study, workload: str, base: RunSpec, schemes, section: str, prefix: str,
+               probe: bool = False) -> None:
     """Every (scheme, threads) ``repeats`` times, repeat-major so a budget cut keeps one of
     each; then, for ``hogwild`` at more than one thread, one extra run through realrun's
-    lost-update probe (``options.count_lost``: slower, so not used for throughput)."""
+    lost-update probe (``options.count_lost``: slower, so not used for throughput).
+
+    ``probe``: take the coherence microbenchmarks (:func:`_coherence_probe`) before the
+    first repeat and after each one, so the calibration uses figures measured alongside the
+    runs it explains (their median) and the report can say whether the machine drifted."""
     realrun = need("realrun", "run")
     spec = study.spec
     problem = _problem(study, workload, base)
     configs = _real_configs(schemes, spec.threads)
     rows, hist, taus, lost = [], [], [], []
     keep = study.state.setdefault("real_results", {})
+    probes = study.state.setdefault("coherence_probes", []) if probe else None
     complete = False
     try:
+        if probe:
+            _coherence_probe(study, "before repeat 0", probes)
         for rep in range(spec.repeats):
             for scheme, threads in configs:
                 study.check_budget(f"{workload} {scheme} x{threads} repeat {rep}")
@@ -621,6 +640,8 @@ def _real_runs(study: Study, workload: str, base: RunSpec, schemes, section: str
                 study.tick(note=f"{workload} {scheme} x{threads} #{rep}")
                 if res.interrupted:
                     raise KeyboardInterrupt
+            if probe:
+                _coherence_probe(study, f"after repeat {rep}", probes)
         for scheme, threads in configs:
             if scheme != "hogwild" or threads < 2:
                 continue
@@ -646,10 +667,16 @@ def _real_runs(study: Study, workload: str, base: RunSpec, schemes, section: str
                       complete=complete)
         if lost:
             study.put(f"{prefix}lost", pd.DataFrame(lost), kind="measured", section=section, complete=complete)
+        if probes:
+            cal_mod = need("analysis.calibrate")
+            table = cal_mod.probe_table(probes)
+            study.put("coherence_probes", table, kind="measured", section=section, complete=complete)
+            study.put("coherence_drift", cal_mod.coherence_drift(table), kind="measured", section=section,
+                      complete=complete)
 
 
 def section_real(study: Study) -> None:
-    _real_runs(study, WORKLOAD, study.spec.run, study.spec.schemes, "real", "real_")
+    _real_runs(study, WORKLOAD, study.spec.run, study.spec.schemes, "real", "real_", probe=True)
 
 
 def section_calibrate(study: Study) -> None:
@@ -670,15 +697,24 @@ def section_calibrate(study: Study) -> None:
     if res is None:
         raise Unavailable("needs the 1-thread hogwild real run (section 'real' did not produce it)")
     problem = _problem(study, WORKLOAD, spec.run)
-    pingpong, how = None, "coherence cost from realrun.pingpong"
-    try:
-        pingpong = need("realrun", "pingpong")()
-    except Unavailable as exc:
-        how = f"coherence cost off: {exc}"
-        study.state.setdefault("partial", {})["calibrate"] = how
+    pingpong, overlap, how = None, None, "coherence cost from realrun.pingpong"
+    probes = study.state.get("coherence_probes") or []
+    if probes:  # taken alongside the real runs: their medians
+        pingpong, overlap = need("analysis.calibrate", "pooled_probes")(probes)
+    else:
+        try:
+            pingpong = need("realrun", "pingpong")()
+        except (Unavailable, RuntimeError) as exc:
+            how = f"coherence cost off: {exc}"
+            study.state.setdefault("partial", {})["calibrate"] = how
     if pingpong is not None:
         cal, how = need("analysis.calibrate", "calibrate_split")(res, problem=problem, pingpong=pingpong,
-                                                                 spec=res.spec)
+                                                                 spec=res.spec, overlap=overlap)
+        if probes:
+            how += (f"; median of {len(probes)} coherence probes taken before and between the real runs' repeats "
+                    "(table coherence_probes)")
+        elif study.state.get("probes_unavailable"):
+            how += f"; {study.state['probes_unavailable']}"
     else:
         cal = cal_mod(res, problem=problem)
     study.state["calibration"] = cal

@@ -16,7 +16,9 @@ For each regime (a realrun setting that changes how the rows reach the core):
 the benchmark
 
 1. runs the spec on 1 and on 2 threads, ``--repeats`` times each, interleaved (after a
-   warm-up that compiles);
+   warm-up that compiles), with the coherence microbenchmarks (ping-pong and k-lines,
+   ``analysis.calibrate.probe_coherence``) before the first repeat and after each one: the
+   calibration uses their medians, and the line they print says whether they drifted;
 2. calibrates an ``hwsim.Machine`` on the median-throughput 1-thread run's trace plus the
    coherence cost -- from ``realrun.calibrate.pingpong`` (``--coherence pingpong``, issue
    13's recipe: one line's latency), from the k-lines ping-pong at the number of misses a
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     args = _args(argv)
     logging.basicConfig(level=logging.WARNING)
     import realrun
-    from realrun.calibrate import coord_cost, pingpong
+    from realrun.calibrate import coord_cost
 
     from analysis import calibrate as cal
     from analysis import compare as cmp
@@ -103,18 +105,8 @@ def main(argv=None) -> int:
     bad = [h for h in hows if h not in ("pingpong", "inflight", "contention")]
     if bad or not hows:
         raise SystemExit(f"--coherence {args.coherence!r}: use a comma list of pingpong, inflight, contention")
-    pp = pingpong()
-    ovl = None
-    if "inflight" in hows:
-        from realrun.coherence import overlap_fit
-
-        ovl = overlap_fit()
-        print(f"# k-lines ping-pong: half round = {ovl.latency_ns:.1f} + {ovl.marginal_ns:.2f}·k ns "
-              f"(lone transfer {ovl.lone_ns:.1f} ns, overlap {ovl.overlap:.1f}); per k: "
-              + ", ".join(f"{int(r.k)}: {r.per_line_ns:.1f}" for r in ovl.table.itertuples()), flush=True)
     cc = coord_cost(n=problem.n, support=int(round(args.nnz)))
-    print(f"# pingpong: {pp.transfer_ns:.1f} ns per cache-line transfer (cores {pp.cores}); "
-          f"coord_cost microbenchmark: read {cc.read_ns:.2f} ns, write {cc.write_ns:.2f} ns per coordinate",
+    print(f"# coord_cost microbenchmark: read {cc.read_ns:.2f} ns, write {cc.write_ns:.2f} ns per coordinate",
           flush=True)
     out = Path(args.out) if args.out else None
     rows, tables, sides = [], [], []
@@ -126,10 +118,23 @@ def main(argv=None) -> int:
         # drift in the machine's load hits both alike; the 2-thread runs are not used until compare
         realrun.run(spec.replace(epochs=1), problem=problem)
         realrun.run(spec.replace(threads=2, epochs=1), problem=problem)
+        # the coherence microbenchmarks before the first repeat and after each one: the host
+        # can change under a measurement, so the calibration takes their medians over the
+        # same stretch of time as the runs it is held against
         ones, twos = [], []
-        for _ in range(args.repeats):
+        probes = [cal.probe_coherence(f"{regime}: before repeat 0")]
+        for rep in range(args.repeats):
             ones.append(realrun.run(spec, problem=problem))
             twos.append(realrun.run(spec.replace(threads=2), problem=problem))
+            probes.append(cal.probe_coherence(f"{regime}: after repeat {rep}"))
+        pp, ovl = cal.pooled_probes(probes)
+        drift = cal.coherence_drift(cal.probe_table(probes)).set_index("figure")
+        print(f"# {regime}: {len(probes)} coherence probes: ping-pong {pp:.1f} ns "
+              f"[{drift.loc['pingpong_ns', 'min']:.1f}-{drift.loc['pingpong_ns', 'max']:.1f}], k-lines half round = "
+              f"{ovl.latency_ns:.1f} + {ovl.marginal_ns:.2f}·k ns (marginal "
+              f"[{drift.loc['kline_marginal_ns', 'min']:.2f}-{drift.loc['kline_marginal_ns', 'max']:.2f}]); "
+              f"machine steady (spread <= {cal.COHERENCE_DRIFT_MAX:.0%}): "
+              f"{', '.join(f'{f} {r.verdict}' for f, r in drift.iterrows())}", flush=True)
         order = np.argsort([r.samples_per_s for r in ones])
         calib_run = ones[int(order[len(order) // 2])]
         c_pp = cal.calibrate(calib_run, problem=problem, pingpong=pp, delay=args.delay)

@@ -131,7 +131,34 @@ def overlap_fit(ks: Sequence[int] = (1, 2, 4, 8, 16, 32), *, rounds: int = 20_00
         half = pingpong_lines(k, rounds=rounds, batch=batch, cores=cores, ns_per_tick=npt)
         med = float(np.median(half))
         rows.append({"k": k, "half_round_ns": med, "per_line_ns": med / k, "batches": int(half.size)})
-    table = pd.DataFrame(rows)
+    return _line(pd.DataFrame(rows), cores)
+
+
+def pooled_fit(fits: Sequence[OverlapFit]) -> OverlapFit:
+    """One :class:`OverlapFit` from several taken at different times (a study probes
+    between its repeats, as the host's caches and placement may change under it): per
+    ``k``, the median of the fits' half rounds (``half_round_lo`` / ``half_round_hi``: their
+    range), then the same least-squares line.  The fits must share their ``k`` values."""
+    import pandas as pd
+
+    fits = list(fits)
+    if not fits:
+        raise ValueError("pooled_fit: fits is empty: pass at least one overlap_fit() result")
+    ks = [tuple(int(k) for k in f.table["k"]) for f in fits]
+    if any(k != ks[0] for k in ks):
+        raise ValueError(f"pooled_fit: the fits were taken at different k ({sorted(set(ks))}); take them with "
+                         "the same ks")
+    halves = np.array([f.table["half_round_ns"].to_numpy(np.float64) for f in fits])
+    med = np.median(halves, axis=0)
+    table = pd.DataFrame({"k": ks[0], "half_round_ns": med, "per_line_ns": med / np.asarray(ks[0]),
+                          "batches": np.sum([f.table["batches"].to_numpy() for f in fits], axis=0),
+                          "half_round_lo": halves.min(axis=0), "half_round_hi": halves.max(axis=0),
+                          "fits": len(fits)})
+    return _line(table, fits[0].cores)
+
+
+def _line(table, cores) -> OverlapFit:
+    """Least squares ``half_round_ns = a + b·k`` over the table's rows."""
     b, a = np.polyfit(table["k"].to_numpy(np.float64), table["half_round_ns"].to_numpy(np.float64), 1)
     b = max(float(b), 1e-9)
     return OverlapFit(table=table, latency_ns=float(a), marginal_ns=b, lone_ns=float(a) + b,

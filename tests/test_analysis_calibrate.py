@@ -232,3 +232,74 @@ def test_implied_coherence_recovers_the_cost_behind_a_simulated_speedup():
         cal.implied_coherence(spec, truth, float("nan"), problem=problem)
     with pytest.raises(ValueError, match="threads"):
         cal.implied_coherence(spec, truth, 1.2, threads=1, problem=problem)
+
+
+# --- the coherence split's inputs: probes, pooling, drift, fallback --------------------------------
+def _overlap(halves, ks=(1, 2, 4, 8, 16, 32)):
+    from realrun import coherence as co
+
+    halves = np.asarray(halves, np.float64)
+    return co._line(pd.DataFrame({"k": list(ks), "half_round_ns": halves, "per_line_ns": halves / np.asarray(ks),
+                                  "batches": 100}), (0, 1))
+
+
+def _split_inputs():
+    from workload.problems import make_problem
+    from workload.spec import RunSpec
+
+    terms = _terms()
+    problem = make_problem("svm", terms, lam=1e-2)
+    t = _trace(terms, rc=2, wc=3, compute=np.full(N_SAMPLES, 50, np.int64))
+    return t, problem, RunSpec(problem="svm", scheme="hogwild", threads=1)
+
+
+def test_calibrate_split_uses_the_given_overlap_and_measures_nothing(monkeypatch):
+    """With ``overlap`` given (the study's pooled probes), the in-flight cost is a/k + b of
+    that line at half the simulated misses per sample; no microbenchmark runs."""
+    pytest.importorskip("hwsim.machine")
+    import realrun.coherence
+
+    monkeypatch.setattr(realrun.coherence, "overlap_fit", lambda *a, **k: pytest.fail("measured a k-lines fit"))
+    t, problem, spec = _split_inputs()
+    ovl = _overlap(20.0 + 6.0 * np.array([1, 2, 4, 8, 16, 32]))  # a = 20, b = 6 exactly
+    c, how = cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec, overlap=ovl)
+    lines = max(cal.misses_per_sample(spec, c.machine, problem) / 2.0, 1.0)
+    assert c.machine.coherence_cost == round(20.0 / lines + 6.0)
+    assert c.machine.atomic_coherence_cost == 33 and c.provenance["coherence_pingpong_ns"] == 33.0
+    assert "lines in flight" in how and "33 ns for atomic-instruction stores" in how
+
+
+def test_calibrate_split_falls_back_to_the_pingpong_when_the_k_lines_benchmark_fails(monkeypatch):
+    pytest.importorskip("hwsim.machine")
+
+    def broken(*a, **k):
+        raise RuntimeError("overlap_fit: needs two CPUs, this process may run on [0] only")
+
+    monkeypatch.setattr(cal, "in_flight_cost", broken)
+    t, problem, spec = _split_inputs()
+    c, how = cal.calibrate_split(t, problem=problem, pingpong={"transfer_ns": 33.4}, spec=spec)
+    assert c.machine.coherence_cost == 33 and c.machine.atomic_coherence_cost is None
+    assert "for every access" in how and "needs two CPUs" in how
+
+
+def test_pooled_probes_and_the_drift_check_by_hand():
+    """Ping-pongs of 30, 33, 36 ns: median 33, spread 6/33 = 0.18 <= 0.25 holds; a host that
+    moved from 14.5 to 34 ns (spread 19.5/24.25 = 0.80) violates it; one probe cannot tell."""
+    probes = [{"when": f"p{i}", "pingpong": {"transfer_ns": pp}, "overlap": _overlap(np.array(h) * 1.0)}
+              for i, (pp, h) in enumerate([(30.0, [30, 40, 55, 65, 130, 215]), (36.0, [34, 44, 60, 70, 135, 225]),
+                                           (33.0, [32, 42, 58, 68, 133, 220])])]
+    pp, ovl = cal.pooled_probes(probes)
+    assert pp == 33.0 and ovl.table["half_round_ns"].tolist() == [32, 42, 58, 68, 133, 220]
+    table = cal.probe_table(probes)
+    assert table["pingpong_ns"].tolist() == [30.0, 36.0, 33.0] and table["when"].tolist() == ["p0", "p1", "p2"]
+    d = cal.coherence_drift(table).set_index("figure")
+    assert d.loc["pingpong_ns", "observed"] == pytest.approx(6 / 33) and d.loc["pingpong_ns", "verdict"] == "holds"
+    assert (d.loc["pingpong_ns", "median"], d.loc["pingpong_ns", "min"], d.loc["pingpong_ns", "max"]) == (33, 30, 36)
+    moved = cal.coherence_drift(pd.DataFrame({"pingpong_ns": [14.5, 34.0], "kline_marginal_ns": [6.0, 6.1]}))
+    moved = moved.set_index("figure")
+    assert moved.loc["pingpong_ns", "observed"] == pytest.approx(19.5 / 24.25)
+    assert moved.loc["pingpong_ns", "verdict"] == "violated" and moved.loc["kline_marginal_ns", "verdict"] == "holds"
+    one = cal.coherence_drift(table.iloc[:1])
+    assert (one["verdict"] == "not applicable").all()
+    with pytest.raises(ValueError, match="no probes"):
+        cal.pooled_probes([])

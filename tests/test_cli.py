@@ -198,6 +198,13 @@ params = {{ n_features = 500 }}
     assert 'memory_layout = "by-degree"' in (tmp_path / "machine.toml").read_text()
     # the default split: plain accesses at the in-flight cost, atomic-instruction stores at the lone transfer
     assert "atomic_coherence_cost" in (tmp_path / "machine.toml").read_text()
+    if len(os.sched_getaffinity(0)) >= 2:  # three coherence probes, pooled, kept next to the machine
+        probes = __import__("pandas").read_parquet(tmp_path / "machine.probes.parquet")
+        assert len(probes) == 3 and (probes["pingpong_ns"] > 0).all()
+    capsys.readouterr()
+    code = main(["calibrate", str(tmp_path / "run1"), "--out", str(tmp_path / "m0.toml"), "--probes", "0"])
+    assert code == EXIT_USAGE
+    assert "--probes 0: must be >= 1" in capsys.readouterr().err and not (tmp_path / "m0.toml").exists()
     assert main(["simulate", str(spec), "--machine", str(tmp_path / "machine.toml"), "--threads", "2",
                  "--out", str(tmp_path / "sim"), "-q"]) == 0
     res = __import__("json").loads((tmp_path / "sim" / "result.json").read_text())

@@ -41,3 +41,31 @@ def test_bad_arguments_name_the_parameter(kw, match):
 def test_overlap_fit_needs_two_k():
     with pytest.raises(ValueError, match="ks = "):
         co.overlap_fit((4,))
+
+
+def _fit(halves, ks=(1, 2, 4)):
+    import pandas as pd
+
+    halves = np.asarray(halves, np.float64)
+    table = pd.DataFrame({"k": list(ks), "half_round_ns": halves, "per_line_ns": halves / np.asarray(ks),
+                          "batches": 10})
+    return co._line(table, (0, 1))
+
+
+def test_pooled_fit_takes_the_per_k_median_then_the_same_line():
+    fits = [_fit([10, 12, 16]), _fit([20, 22, 26]), _fit([11, 14, 15])]
+    pooled = co.pooled_fit(fits)
+    t = pooled.table
+    assert t["half_round_ns"].tolist() == [11, 14, 16]
+    assert t["half_round_lo"].tolist() == [10, 12, 15] and t["half_round_hi"].tolist() == [20, 22, 26]
+    assert (t["batches"] == 30).all() and (t["fits"] == 3).all()
+    b, a = np.polyfit([1, 2, 4], [11, 14, 16], 1)
+    assert pooled.marginal_ns == pytest.approx(b) and pooled.latency_ns == pytest.approx(a)
+    assert co.pooled_fit([fits[0]]).table["half_round_ns"].tolist() == [10, 12, 16]
+
+
+def test_pooled_fit_refuses_empty_and_mismatched_fits():
+    with pytest.raises(ValueError, match="fits is empty"):
+        co.pooled_fit([])
+    with pytest.raises(ValueError, match="different k"):
+        co.pooled_fit([_fit([1, 2, 3]), _fit([1, 2, 3], ks=(1, 2, 8))])

@@ -86,6 +86,16 @@ def test_tiny_report_contents(tiny_report):
         assert set(runs["scheme"]) == {"serial", "hogwild", "hogwild-atomic", "lock-coord", "round-robin"}
         assert runs.groupby(["scheme", "threads"]).size().eq(2).all()
         assert "speedup" in html and n_img >= 2
+        if len(os.sched_getaffinity(0)) >= 2:  # the coherence probes: before repeat 0 and after each repeat
+            probes = pd.read_parquet(out / "data" / "coherence_probes.parquet")
+            assert probes["when"].tolist() == ["before repeat 0", "after repeat 0", "after repeat 1"]
+            assert (probes["pingpong_ns"] > 0).all()
+            drift = pd.read_parquet(out / "data" / "coherence_drift.parquet")
+            assert set(drift["verdict"]) <= {"holds", "violated"} and (drift["probes"] == 3).all()
+            assert "held still while it was measured" in html
+            if "calibrate" in done:
+                env = json.loads((out / "environment.json").read_text())
+                assert "median of 3 coherence probes" in env["machine_source"]
     if "predict" in done:
         pred = pd.read_parquet(out / "data" / "prediction.parquet")
         assert set(pred["threads"]) == {1, 2, 4}
