@@ -404,6 +404,15 @@ def verdicts(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _unsteady(drift: pd.DataFrame | None) -> str:
+    """The violated rows of a coherence_drift table as one phrase ('' when none)."""
+    if drift is None or len(drift) == 0 or "verdict" not in drift.columns:
+        return ""
+    bad = drift[drift["verdict"] == "violated"]
+    return "; ".join(f"{r.figure} ranged {_fmt(r.min)}-{_fmt(r.max)} over {r.probes} probes (spread "
+                     f"{r.observed:.0%}, threshold {r.bound:.0%})" for r in bad.itertuples())
+
+
 def _drift_labels(df: pd.DataFrame) -> list[str]:
     return [f"coherence figures steady while measured: {f} spread over {n} probes"
             for f, n in zip(df["figure"], df["probes"])]
@@ -658,6 +667,11 @@ def render_report(folder: str | Path) -> Path:
             sub = sorted(set(pr.loc[pr["mode"] == "subsample", "threads"]))
             doc.para(f"Points at {sub} cores were simulated on one epoch over a row subset ('subsample' mode of "
                      "analysis.predict): throughput and τ are per-sample quantities.", "note")
+    unsteady = _unsteady(tables.get("coherence_drift"))
+    if unsteady:
+        doc.para(f"The machine did not hold still while it was measured: {unsteady}. The verdicts below hold a "
+                 "calibration on those medians against runs taken while the host changed; read them as saying "
+                 "as much about the host as about the model (the probes are at the end of this section).", "bad")
     if "comparison" in tables:
         app, n_na = _applicable(tables["comparison"])
         doc.para(f"Measured vs predicted, per figure ({n_na} rows not applicable -- the 1-thread baseline and "

@@ -383,3 +383,17 @@ def test_budget_running_out_in_the_implied_coherence_keeps_the_comparison(tmp_pa
     assert compare.status == "done" and "implied coherence costs for 0 of 1 points" in compare.reason
     man = load_manifest(tmp_path)
     assert "comparison" in man["tables"] and "coherence_implied" not in man["tables"]
+
+
+def test_an_unsteady_machine_is_said_before_the_comparison():
+    """A coherence_drift table with a violated row gives one phrase naming the figure, its
+    range, the spread and the threshold; a steady (or absent) table gives none."""
+    from analysis.calibrate import coherence_drift
+    from analysis.report import _unsteady
+
+    moved = coherence_drift(pd.DataFrame({"pingpong_ns": [14.5, 34.0, 31.0], "kline_marginal_ns": [6.0, 6.1, 6.0]}))
+    text = _unsteady(moved)
+    assert text.startswith("pingpong_ns ranged 14.5-34 over 3 probes") and "threshold 25%" in text
+    assert "kline_marginal_ns" not in text
+    steady = coherence_drift(pd.DataFrame({"pingpong_ns": [31.0, 32.0], "kline_marginal_ns": [6.0, 6.1]}))
+    assert _unsteady(steady) == "" and _unsteady(None) == ""
