@@ -31,6 +31,12 @@ so a 1-thread realrun trace determines the per-coordinate costs and the delay:
    how much time that moved.
 4. **Coherence cost** from ``realrun.pingpong`` (core-to-core cache-line transfer time):
    the extra ticks of touching a line another core wrote.
+5. **Hidden misses** (``hwsim.Machine.miss_overlap``, optional): the miss time a sample can
+   hide under its own memory stalls, measured on one thread as the trace's mean cycle minus
+   what the same kernel takes per sample on cache-resident rows (:func:`memory_stall_ns`,
+   from ``realrun.calibrate.visit_rates``' ``resident`` order): an out-of-order core
+   overlaps the model lines' transfers with the row's own misses, so a latency-bound visit
+   hides them, a cache-friendly one does not.
 
 The fitted machine is a template with ``cores = 1``; :mod:`analysis.predict` sets the core
 count. Honest prediction: :attr:`Calibration.provenance` records the thread counts of the
@@ -410,7 +416,8 @@ def delay_model(f: Fit, kind: str = "empirical"):
 def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cost: float | None = None,
               atomic_coherence_cost: float | None = None, coherence_source: str | None = None,
               delay: str = "empirical", line_coords: int = LINE_COORDS, epoch_seconds=None,
-              spec=None, layout: str | None = None) -> Calibration:
+              spec=None, layout: str | None = None, miss_overlap: float | None = None,
+              miss_overlap_source: str | None = None) -> Calibration:
     """Fit an ``hwsim.Machine`` to a realrun trace (module docstring).
 
     ``samples``: a SAMPLE_SCHEMA trace, or a ``realrun.RealResult`` (its samples,
@@ -426,6 +433,8 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     (``"by-degree"`` when realrun renumbered, ``"as-given"``); by default read from a
     RealResult's ``info["relabel"]``, else ``"as-given"``; recorded as the provenance's
     ``memory_layout`` so :mod:`analysis.predict` simulates the same cache lines.
+    ``miss_overlap`` (ns per sample; None: 0): the machine's hidden-miss budget, e.g.
+    :func:`memory_stall_ns` of this fit; ``miss_overlap_source`` says how it was measured.
     """
     if layout is None:
         info = getattr(samples, "info", None) if not isinstance(samples, pd.DataFrame) else None
@@ -454,8 +463,13 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
         raise ValueError(f"calibrate: atomic_coherence_cost = {atomic_coherence_cost!r}: must be a number of ns "
                          ">= 0, or None for the same cost as coherence_cost")
     ac = None if atomic_coherence_cost is None else int(round(float(atomic_coherence_cost)))
+    if miss_overlap is not None and not (isinstance(miss_overlap, (int, float, np.integer, np.floating))
+                                         and math.isfinite(miss_overlap) and miss_overlap >= 0):
+        raise ValueError(f"calibrate: miss_overlap = {miss_overlap!r}: must be a number of ns >= 0 (e.g. "
+                         "memory_stall_ns(...)), or None for no hidden misses")
+    hide = 0 if miss_overlap is None else int(round(float(miss_overlap)))
     machine = machine_class()(cores=1, read_cost=f.read_cost, write_cost=f.write_cost, delay=delay_model(f, delay),
-                            coherence_cost=max(int(round(cc)), 0), atomic_coherence_cost=ac,
+                            coherence_cost=max(int(round(cc)), 0), atomic_coherence_cost=ac, miss_overlap=hide,
                             line_coords=int(line_coords))
     provenance = {"fitted_on_threads": list(f.fitted_on_threads), "trace_sha256": f.trace_sha256,
                   "samples": f.n_samples, "delay_model": delay, "coherence_source": cc_src,
@@ -463,14 +477,19 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
                   "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str) if spec is not None else ""}
     if ac is not None:
         provenance["atomic_coherence_ns"] = float(atomic_coherence_cost)
-    return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay, atomic=atomic_coherence_cost),
+    hidden = None
+    if miss_overlap is not None:
+        hidden = (float(miss_overlap), miss_overlap_source or "given (miss_overlap=)")
+        provenance["miss_overlap_ns"], provenance["miss_overlap_source"] = hidden
+    return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay, atomic=atomic_coherence_cost,
+                                                           hidden=hidden),
                        provenance=provenance, fit=f)
 
 
 def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
-                 atomic: float | None = None) -> pd.DataFrame:
+                 atomic: float | None = None, hidden: tuple[float, str] | None = None) -> pd.DataFrame:
     """The fit report: one row per fitted quantity (``item, model, value, unit, method, ks,
-    ks_pvalue, r2, n, chosen, note``)."""
+    ks_pvalue, r2, n, chosen, note``); ``hidden``: (miss_overlap ns, how it was measured)."""
     by = f.costs.set_index("target")
     split = "" if f.phases else "phases not recorded: the cycle's slope split evenly between read and write"
     rows = [
@@ -503,6 +522,10 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
         rows.append({"item": "atomic_coherence_cost", "model": "", "value": float(atomic), "unit": "ns/line transfer",
                      "method": "given (atomic_coherence_cost=)", "n": math.nan,
                      "note": "atomic-instruction stores (hogwild-atomic; hogwild with write_mode atomic)"})
+    if hidden is not None:
+        rows.append({"item": "miss_overlap", "model": "", "value": float(hidden[0]), "unit": "ns/sample",
+                     "method": hidden[1], "n": math.nan,
+                     "note": "coherence-miss time a sample hides under its own memory stalls (hwsim.model)"})
     rows.append({"item": "epoch_overhead", "model": "", "value": f.epoch_overhead_ns, "unit": "ns/epoch",
                  "method": "median of epoch wall time minus the samples' span", "n": math.nan,
                  "note": "added per epoch by analysis.predict"})
@@ -512,6 +535,37 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
     df["chosen"] = df["chosen"].fillna(False).astype(bool) if "chosen" in df.columns else False
     df["fitted_on_threads"] = ",".join(str(t) for t in f.fitted_on_threads)
     return df
+
+
+# --- hidden misses: the memory stall a sample overlaps transfers with -------------------------------
+
+def memory_stall_ns(f: Fit, resident_samples_per_s: float, resident_support: float) -> float:
+    """The memory stall of one sample on one thread (ns): the fit's mean cycle minus what the
+    same kernel takes for a sample of the same mean support when its rows are cache
+    resident (``resident_samples_per_s`` over samples of mean support ``resident_support``:
+    ``realrun.calibrate.visit_rates``' ``resident`` row), clipped at 0.  Use it as
+    ``hwsim.Machine.miss_overlap``: the core overlaps line transfers with these stalls."""
+    for name, v in (("resident_samples_per_s", resident_samples_per_s), ("resident_support", resident_support)):
+        if not (isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"memory_stall_ns: {name} = {v!r}: must be a positive number (from "
+                             "realrun.calibrate.visit_rates(..., orders=('resident',)))")
+    per_coord = 1e9 / float(resident_samples_per_s) / float(resident_support)
+    return max(float(f.mean_cycle_ns) - per_coord * float(f.mean_support), 0.0)
+
+
+def measure_memory_stall(f: Fit, problem, *, prefetch: int | None = None, repeats: int = 5) -> dict:
+    """:func:`memory_stall_ns` with the resident rate measured now on one thread
+    (``realrun.calibrate.visit_rates``, ``prefetch``: the run's ``options.prefetch``).
+    Returns ``{"ns", "resident_samples_per_s", "resident_support", "source"}``."""
+    from realrun.calibrate import visit_rates
+
+    row = visit_rates(problem, repeats=repeats, prefetch=prefetch, orders=("resident",)).iloc[0]
+    ns = memory_stall_ns(f, float(row["samples_per_s"]), float(row["support_mean"]))
+    src = (f"1-thread cycle {f.mean_cycle_ns:.4g} ns minus the kernel on cache-resident rows "
+           f"({1e9 / row['samples_per_s'] / row['support_mean']:.3g} ns/coordinate x {f.mean_support:.4g}; "
+           "realrun.calibrate.visit_rates)")
+    return {"ns": ns, "resident_samples_per_s": float(row["samples_per_s"]),
+            "resident_support": float(row["support_mean"]), "source": src}
 
 
 # --- coherence from the k-lines ping-pong (lines in flight) ----------------------------------------
@@ -548,27 +602,42 @@ def in_flight_cost(spec, machine, problem, *, layout: str = "as-given", overlap=
     return {"ns": ns, "lines": lines, "overlap": overlap, "source": src}
 
 
-def calibrate_split(samples, *, problem, pingpong, spec, overlap=None, **kw) -> tuple[Calibration, str]:
+def calibrate_split(samples, *, problem, pingpong, spec, overlap=None, hidden: bool = True,
+                    **kw) -> tuple[Calibration, str]:
     """:func:`calibrate` with the coherence split: reads and plain stores at
     :func:`in_flight_cost` (``spec``'s hogwild run, the sample's misses in flight; ``overlap``:
     a k-lines fit already taken, e.g. :func:`pooled_probes`'s, else one measured now),
-    atomic-instruction stores at the ping-pong's lone transfer.  ``kw`` go to
+    atomic-instruction stores at the ping-pong's lone transfer; with ``hidden`` (default),
+    the sample hides misses under its 1-thread memory stall (:func:`measure_memory_stall`
+    with the run's ``options.prefetch``: ``hwsim.Machine.miss_overlap``).  ``kw`` go to
     :func:`calibrate` (``epoch_seconds``, ``layout``, ``delay``, ...).  Falls back to the
-    ping-pong for every access when the k-lines microbenchmark cannot run.  Returns the
-    calibration and a sentence saying which costs it used."""
+    ping-pong for every access when the k-lines microbenchmark cannot run, and to no hidden
+    misses when the resident-rows microbenchmark cannot.  Returns the calibration and a
+    sentence saying which costs it used."""
     cal = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, **kw)
     pp = coherence_ns(pingpong)
+    notes = []
+    hid = {}
+    if hidden:
+        try:
+            stall = measure_memory_stall(cal.fit, problem, prefetch=dict(spec.options or {}).get("prefetch"))
+            hid = {"miss_overlap": stall["ns"], "miss_overlap_source": stall["source"]}
+            notes.append(f"misses hidden under the 1-thread memory stall, {stall['ns']:.3g} ns per sample")
+        except (ImportError, ValueError, RuntimeError, OSError) as exc:
+            notes.append(f"no hidden misses (the resident-rows microbenchmark failed: {exc})")
     try:
         fl = in_flight_cost(spec.replace(scheme="hogwild", threads=1), cal.machine, problem,
                             layout=cal.provenance["memory_layout"], overlap=overlap)
     except (ImportError, ValueError, RuntimeError, OSError) as exc:
-        return cal, (f"coherence cost {pp:.3g} ns for every access (realrun.pingpong; the k-lines ping-pong "
-                     f"failed: {exc})")
+        out = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, **hid, **kw) if hid else cal
+        return out, "; ".join([f"coherence cost {pp:.3g} ns for every access (realrun.pingpong; the k-lines "
+                               f"ping-pong failed: {exc})"] + notes)
     split = calibrate(samples, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
-                      atomic_coherence_cost=pp, spec=spec, **kw)
+                      atomic_coherence_cost=pp, spec=spec, **hid, **kw)
     split.provenance["coherence_pingpong_ns"] = pp
-    return split, (f"coherence cost {fl['ns']:.3g} ns for reads and plain stores (k-lines ping-pong at "
-                   f"{fl['lines']:.3g} lines in flight), {pp:.3g} ns for atomic-instruction stores (realrun.pingpong)")
+    return split, "; ".join([f"coherence cost {fl['ns']:.3g} ns for reads and plain stores (k-lines ping-pong at "
+                             f"{fl['lines']:.3g} lines in flight), {pp:.3g} ns for atomic-instruction stores "
+                             "(realrun.pingpong)"] + notes)
 
 
 # --- coherence probes taken alongside the runs --------------------------------------------------
@@ -630,6 +699,36 @@ def coherence_drift(table: pd.DataFrame, max_spread: float = COHERENCE_DRIFT_MAX
                      **check_row(spread, max_spread, "<=", note="(max - min) / median over the probes",
                                  not_applicable="fewer than two probes" if v.size < 2 else None)})
     return pd.DataFrame(rows)
+
+
+def probe_states(table: pd.DataFrame, max_spread: float = COHERENCE_DRIFT_MAX) -> pd.DataFrame:
+    """Which machine state each repeat ran in, from the probes around it.
+
+    ``table``: :func:`probe_table` of probes taken before repeat 0 and after each repeat, so
+    repeat r lies between probes r and r + 1.  A virtual machine's vCPUs can be moved
+    between host cores mid-measurement (this project's 2-vCPU VMs read a one-line ping-pong
+    of 23 ns and of 200 ns minutes apart, and a 2-thread Hogwild! run's throughput moves
+    3x with it), so a comparison is only honest among repeats that ran in one state.
+    Repeat r is *steady* when its two probes' ping-pongs agree: (max - min) / min <=
+    ``max_spread``.  Steady repeats are grouped, in order of their ping-pong (the mean of
+    the two), into states: a repeat joins the current state while its ping-pong is within
+    ``max_spread`` of the state's first (lowest), else opens the next.  Returns one row per
+    repeat: ``repeat, pingpong_lo, pingpong_hi, steady, state`` (0, 1, ... in order of
+    ping-pong; -1 when not steady)."""
+    pp = table["pingpong_ns"].to_numpy(np.float64)
+    if pp.size < 2:
+        raise ValueError(f"probe_states: {pp.size} probe(s): need one before the first repeat and one after each")
+    lo, hi = np.minimum(pp[:-1], pp[1:]), np.maximum(pp[:-1], pp[1:])
+    steady = (lo > 0) & ((hi - lo) <= max_spread * lo)
+    state = np.full(lo.size, -1, dtype=np.int64)
+    mid = (lo + hi) / 2.0
+    first, k = None, -1
+    for r in sorted(np.flatnonzero(steady), key=lambda r: (mid[r], r)):
+        if first is None or mid[r] > first * (1.0 + max_spread):
+            first, k = mid[r], k + 1
+        state[r] = k
+    return pd.DataFrame({"repeat": np.arange(lo.size), "pingpong_lo": lo, "pingpong_hi": hi, "steady": steady,
+                         "state": state})
 
 
 # --- coherence from a contention microbenchmark -------------------------------------------------

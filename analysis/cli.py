@@ -417,7 +417,7 @@ def cmd_calibrate(args) -> int:
     if pingpong is not None and args.coherence == "split":
         from .calibrate import calibrate_split
 
-        cal, how = calibrate_split(samples, pingpong=pingpong, overlap=overlap, **kw)
+        cal, how = calibrate_split(samples, pingpong=pingpong, overlap=overlap, hidden=args.hidden == "on", **kw)
         (log.info if cal.machine.atomic_coherence_cost is not None else log.warning)("calibrate: %s", how)
     else:
         cal = calibrate(samples, pingpong=pingpong, **kw)
@@ -811,6 +811,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="split (default): reads and plain stores at the k-lines ping-pong's per-line cost with a "
                           "sample's misses in flight, atomic-instruction stores at the ping-pong's lone transfer; "
                           "pingpong: the lone transfer for every access")
+    cal.add_argument("--hidden", choices=("on", "off"), default="on",
+                     help="with --coherence split: on (default): a sample hides coherence misses under its 1-thread "
+                          "memory stall (the run's mean cycle minus the kernel on cache-resident rows: "
+                          "Machine.miss_overlap); off: every miss is charged")
     cal.add_argument("--probes", type=int, default=3,
                      help="with --coherence split: take both ping-pongs this many times and calibrate on their "
                           "medians; a spread above analysis.calibrate.COHERENCE_DRIFT_MAX is warned about, and the "

@@ -668,7 +668,14 @@ def render_report(folder: str | Path) -> Path:
             doc.para(f"Points at {sub} cores were simulated on one epoch over a row subset ('subsample' mode of "
                      "analysis.predict): throughput and τ are per-sample quantities.", "note")
     unsteady = _unsteady(tables.get("coherence_drift"))
-    if unsteady:
+    states = tables.get("coherence_states")
+    used = None if states is None or "used" not in states.columns else states.loc[states["used"], "repeat"]
+    if unsteady and used is not None and 0 < len(used) < len(states):
+        doc.para(f"The machine did not hold still while it was measured: {unsteady}. The calibration took the "
+                 f"probes around repeats {sorted(int(r) for r in used)}, which ran in one state (their probes "
+                 "agree), and the comparison below holds it against those repeats only; the others ran in another "
+                 "state or while the host moved (table coherence_states at the end of this section).", "bad")
+    elif unsteady:
         doc.para(f"The machine did not hold still while it was measured: {unsteady}. The verdicts below hold a "
                  "calibration on those medians against runs taken while the host changed; read them as saying "
                  "as much about the host as about the model (the probes are at the end of this section).", "bad")
@@ -690,6 +697,12 @@ def render_report(folder: str | Path) -> Path:
                                                           "bound", "verdict") if c in tables["coherence_drift"]]])
         if "coherence_probes" in tables:
             doc.table(tables["coherence_probes"])
+        if states is not None:
+            doc.para("Repeat r ran between probes r and r + 1: it is steady when their ping-pongs agree within the "
+                     "threshold, and steady repeats with agreeing ping-pongs form a state "
+                     "(analysis.calibrate.probe_states); the calibration and the comparison use the repeats marked "
+                     "used.")
+            doc.table(states)
     if "coherence_implied" in tables:
         ci = tables["coherence_implied"]
         doc.para("Coherence cost per simulated miss (ns) at which hwsim, every other parameter as calibrated, "

@@ -699,7 +699,9 @@ def section_calibrate(study: Study) -> None:
     problem = _problem(study, WORKLOAD, spec.run)
     pingpong, overlap, how = None, None, "coherence cost from realrun.pingpong"
     probes = study.state.get("coherence_probes") or []
-    if probes:  # taken alongside the real runs: their medians
+    state_note = ""
+    if probes:  # taken alongside the real runs: the medians of those around the repeats of one state
+        probes, state_note = _steady_probes(study, probes)
         pingpong, overlap = need("analysis.calibrate", "pooled_probes")(probes)
     else:
         try:
@@ -712,7 +714,7 @@ def section_calibrate(study: Study) -> None:
                                                                  spec=res.spec, overlap=overlap)
         if probes:
             how += (f"; median of {len(probes)} coherence probes taken before and between the real runs' repeats "
-                    "(table coherence_probes)")
+                    f"(table coherence_probes){state_note}")
         elif study.state.get("probes_unavailable"):
             how += f"; {study.state['probes_unavailable']}"
     else:
@@ -722,6 +724,38 @@ def section_calibrate(study: Study) -> None:
     _write_machine(study, cal)
     if cal.table is not None and len(cal.table):
         study.put("calibration", pd.DataFrame(cal.table), kind="measured", section="calibrate")
+
+
+def _steady_probes(study: Study, probes: list) -> tuple[list, str]:
+    """The probes to calibrate on, and a phrase saying which.  The host can move the vCPUs
+    while the real runs are measured (:func:`analysis.calibrate.probe_states`): the
+    calibration then takes the probes around the repeats of the state most repeats ran in
+    (ties: the lower ping-pong), and the comparison uses those repeats only
+    (``study.state["state_repeats"]``; table ``coherence_states``).  With fewer than two
+    probes, or no steady repeat, every probe is used."""
+    cal_mod = need("analysis.calibrate")
+    if len(probes) < 2:
+        return probes, ""
+    states = cal_mod.probe_states(cal_mod.probe_table(probes))
+    steady = states[states["state"] >= 0]
+    if steady.empty:
+        study.put("coherence_states", states.assign(used=True), kind="measured", section="calibrate")
+        return probes, "; no repeat had steady probes on both sides, so all are pooled"
+    counts = steady.groupby("state").size()
+    best = int(counts[counts == counts.max()].index.min())
+    reps = sorted(int(r) for r in states.loc[states["state"] == best, "repeat"])
+    study.put("coherence_states", states.assign(used=states["repeat"].isin(reps)), kind="measured",
+              section="calibrate")
+    if len(reps) == len(states):
+        return probes, ""
+    study.state["state_repeats"] = reps
+    left = [int(r) for r in states["repeat"] if int(r) not in reps]
+    keep = sorted({i for r in reps for i in (r, r + 1)})
+    pp = float(np.median([states.loc[r, "pingpong_lo"] for r in reps]))
+    return [probes[i] for i in keep], (
+        f"; the host moved the vCPUs while the runs were measured: calibrated on the probes around repeats {reps} "
+        f"(one state, ping-pong about {pp:.3g} ns), and the comparison uses those repeats only (repeats {left} "
+        "ran in another state or while the host moved: table coherence_states)")
 
 
 def _write_machine(study: Study, cal) -> None:
@@ -794,7 +828,11 @@ def section_predict(study: Study) -> None:
 def _compare(study: Study, prefix: str, section: str) -> None:
     fn = need("analysis.compare", "compare")
     real = "dense_real_" if prefix else "real_"
-    df = fn(study.get(f"{real}runs"), study.get(f"{prefix}prediction"),
+    runs = study.get(f"{real}runs")
+    reps = study.state.get("state_repeats")
+    if not prefix and reps is not None:  # the repeats that ran in the calibration's state (_steady_probes)
+        runs = runs[runs["repeat"].isin(reps)]
+    df = fn(runs, study.get(f"{prefix}prediction"),
             measured_history=study.tables.get(f"{real}history"),
             predicted_history=study.tables.get(f"{prefix}sim_history"),
             measured_tau=study.tables.get(f"{real}tau"), predicted_tau=study.tables.get(f"{prefix}sim_tau"))

@@ -60,6 +60,9 @@ from .model import ORDER_SCHEMA, SimResult, history_frame, scheme_code
 NO_COORD_TRACE = ("decentralized",)
 
 ENGINES = ("fast", "reference")
+#: schemes with their own sample rules (hwsim.sync, hwsim.cyclades), where
+#: ``Machine.miss_overlap`` is not modelled
+OWN_SAMPLE_RULES = ("minibatch-sync", "cyclades")
 
 
 def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coord_trace=True,
@@ -108,6 +111,11 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
                          "'reference' (the SimPy specification)")
     if not isinstance(machine, Machine):
         raise TypeError(f"machine = {machine!r}: must be a hwsim.Machine; build one with hwsim.Machine(cores=..., ...)")
+    if machine.miss_overlap and spec.scheme in OWN_SAMPLE_RULES:
+        raise MachineError("miss_overlap", machine.miss_overlap,
+                           f"hidden misses are a rule of the per-sample schemes; {spec.scheme!r} has its own sample "
+                           "structure (hwsim.sync / hwsim.cyclades) that does not model them",
+                           "simulate it with machine.replace(miss_overlap=0)")
     if spec.scheme == "minibatch-sync":  # barrier per step: hwsim.sync (its own rules and engines)
         from .sync import simulate_sync
 

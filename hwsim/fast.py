@@ -115,14 +115,15 @@ U = np.uint64
 
 # machine constants (mc)
 MC_CORES, MC_R, MC_W, MC_H, MC_LC, MC_SLICED, MC_Q, MC_S, MC_T, MC_SCHEME, MC_RMW, MC_TRACE, MC_FIXED, \
-    MC_WORDS, MC_B, MC_LSHIFT, MC_STREAM, MC_MAXLEN, MC_HW, MC_HT = range(20)
+    MC_WORDS, MC_B, MC_LSHIFT, MC_STREAM, MC_MAXLEN, MC_HW, MC_HT, MC_HIDE = range(21)
 # scalars (sc)
 SC_STARTED, SC_READDONE, SC_FINISHED, SC_OP, SC_NEXTROW, SC_LOST, SC_ARRIVED, SC_TURN, SC_RQH, SC_RQN, \
     SC_GHOLD, SC_GHEAD, SC_GTAIL, SC_NOW, SC_DONE, SC_FRESH, SC_NEEDCORE, SC_BASE = range(18)
 # thread fields (th); those an access event reads come first (one cache line); TH_JN: the
-# coordinate of the access after the pending one (see the module docstring)
+# coordinate of the access after the pending one (see the module docstring); TH_HIDE: the
+# miss ticks the in-flight sample may still hide (machine.miss_overlap, hwsim.model)
 TH_ACT, TH_I, TH_M, TH_LO, TH_ROW0, TH_QEND, TH_JN, TH_SNAP, TH_K, TH_POS, TH_NEED, TH_CORE, TH_TERM, TH_WAIT, \
-    TH_QNEXT = range(15)
+    TH_QNEXT, TH_HIDE = range(16)
 # thread actions: what the thread's next event does.  START: begin (acquire for) the next
 # sample or arrive at the barrier; ACQ: woken holding the lock (turn) it waited for; READ:
 # read TH_I completes; WSTART: the compute delay ended; STORE: store TH_I lands.  A thread
@@ -208,6 +209,14 @@ def _miss_next(valid, c, j, jn, H, lsh, LC):
     same = line == ((j >> lsh) if lsh >= 0 else j // LC)
     valid_bit = (valid[U(line), U(c >> 6)] >> (c & 63)) & 1
     return H * (1 - (valid_bit | same))
+
+
+@njit(nogil=True, inline="always")
+def _charged(miss, left):
+    """A miss of ``miss`` ticks against a sample's hiding budget ``left``
+    (``machine.miss_overlap``): (ticks charged, budget left).  Branch-free."""
+    hidden = miss if miss < left else left
+    return miss - hidden, left - hidden
 
 
 @njit(nogil=True, inline="always")
@@ -480,6 +489,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
             r0 = th[U(t), U(TH_ROW0)] - base
             qend = th[U(t), U(TH_QEND)]
             jn = th[U(t), U(TH_JN)]
+            left = th[U(t), U(TH_HIDE)]
             while True:
                 j = np.int64(indices[U(lo + i)])
                 v = read_value(x, U(j), inv_scale)
@@ -495,7 +505,8 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 if i == m:
                     _touch(valid, c, j, HT, lsh, LC)
                     break
-                d = R + _miss_next(valid, c, j, jn, H, lsh, LC)  # issue read i (of jn), after the touch of j
+                ms, left = _charged(_miss_next(valid, c, j, jn, H, lsh, LC), left)
+                d = R + ms  # issue read i (of jn), decided before the touch of j
                 _touch(valid, c, j, HT, lsh, LC)
                 if i + 1 < m:
                     jn = np.int64(indices[U(lo + i + 1)])
@@ -513,6 +524,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 now = nxt  # this core's next event is the run's next event: go on here
             th[U(t), U(TH_I)] = i
             th[U(t), U(TH_JN)] = jn
+            th[U(t), U(TH_HIDE)] = left
             if i < m:
                 continue
             step = STEP_READ_DONE
@@ -522,7 +534,9 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
             th[U(t), U(TH_I)] = 0
             lo = th[U(t), U(TH_LO)]
             j = np.int64(indices[U(lo)])
-            d = W + _miss(valid, c, j, HW, lsh, LC)
+            ms, left = _charged(_miss(valid, c, j, HW, lsh, LC), th[U(t), U(TH_HIDE)])
+            th[U(t), U(TH_HIDE)] = left
+            d = W + ms
             if m > 1:
                 th[U(t), U(TH_JN)] = indices[U(lo + 1)]
                 _line_hint(vflat, th[U(t), U(TH_JN)], words, HT, lsh, LC)
@@ -556,6 +570,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
             r0 = th[U(t), U(TH_ROW0)] - base
             qend = th[U(t), U(TH_QEND)]
             jn = th[U(t), U(TH_JN)]
+            left = th[U(t), U(TH_HIDE)]
             while True:
                 j = np.int64(indices[U(lo + i)])
                 dv = encode_delta(x, ub[U(t), U(i)], scale)
@@ -576,7 +591,8 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                     nstores[j] += 1
                 add_value(x, U(j), dv)
                 if i + 1 < m:  # the next write's miss, read before this store owns j's line
-                    d = W + _miss_next(valid, c, j, jn, HW, lsh, LC)
+                    ms, left = _charged(_miss_next(valid, c, j, jn, HW, lsh, LC), left)
+                    d = W + ms
                 _own(valid, c, j, HT, lsh, LC)
                 if trace:
                     elog[U(lp), U(0)] = 2 * (r0 + i) + 1
@@ -616,6 +632,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 now = nxt
             th[U(t), U(TH_I)] = i
             th[U(t), U(TH_JN)] = jn
+            th[U(t), U(TH_HIDE)] = left
             if i < m:
                 continue
             step = STEP_END
@@ -661,7 +678,8 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                     continue
                 lo = th[t, TH_LO]
                 j = np.int64(indices[lo])  # issue write 0
-                d = W + _miss(valid, c, j, HW, lsh, LC)
+                ms, th[t, TH_HIDE] = _charged(_miss(valid, c, j, HW, lsh, LC), th[t, TH_HIDE])
+                d = W + ms
                 if th[t, TH_M] > 1:
                     th[t, TH_JN] = indices[lo + 1]
                     _line_hint(vflat, th[t, TH_JN], words, HT, lsh, LC)
@@ -743,7 +761,8 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 if m > 1:
                     th[t, TH_JN] = indices[lo + 1]
                     _line_hint(vflat, th[t, TH_JN], words, HT, lsh, LC)
-                _schedule(th, cs, tree, mc, t, R + _miss(valid, c, np.int64(indices[lo]), H, lsh, LC), now)
+                ms, th[t, TH_HIDE] = _charged(_miss(valid, c, np.int64(indices[lo]), H, lsh, LC), mc[MC_HIDE])
+                _schedule(th, cs, tree, mc, t, R + ms, now)
                 break
         if cs[CS_KEY, c] == INF:  # the thread blocked (a scheduled core updated the tree itself)
             _tree_update(tree, cs, c)
@@ -904,7 +923,7 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
                    int(sliced), machine.quantum or 0, machine.switch_cost or 0, T, scheme, int(rmw),
                    int(trace), int(x.dtype == np.int64), words, DELAY_BLOCK, lshift, int(stream), maxlen,
                    machine.atomic_miss_cost if atomic_stores(spec) else machine.coherence_cost,
-                   int(machine.coherence_tracked)], dtype=np.int64)
+                   int(machine.coherence_tracked), machine.miss_overlap], dtype=np.int64)
     total = sum(o.size for ep in orders for o in ep)
     if stream:
         rows = max(int(sink.chunk_rows), 4 * T * maxlen)

@@ -47,6 +47,15 @@ class Machine:
         line transfer is not overlapped with other misses as plain loads and stores are:
         on hardware it costs about one lone transfer (the ping-pong), while a plain miss
         in a burst costs much less (:func:`analysis.calibrate.coherence_in_flight`).
+    miss_overlap
+        Ticks of coherence-miss time per sample that the core hides under the sample's own
+        memory stalls (0 = none, the default).  Each sample starts with this budget; every
+        miss it pays (reads, then writes, in program order) is first taken from what is left
+        of it and only the rest is charged.  On hardware an out-of-order core overlaps the
+        model lines' transfers with the row's own cache misses: a latency-bound visit (rows in
+        random order, no prefetch) hides them all, a cache-friendly one hides few.  Calibrate
+        it as the 1-thread per-sample time minus that of the same kernel on cache-resident
+        rows (:func:`analysis.calibrate.memory_stall_ns`).
     line_coords
         Coordinates per 64-byte cache line (8 float64 / int64 values).
     quantum, switch_cost
@@ -61,6 +70,7 @@ class Machine:
     delay: Any = field(default_factory=lambda: Constant(50))
     coherence_cost: int = 0
     atomic_coherence_cost: int | None = None
+    miss_overlap: int = 0
     line_coords: int = 8
     quantum: int | None = None
     switch_cost: int | None = None
@@ -101,6 +111,8 @@ class Machine:
             d["delay"] = self.delay.to_dict()
         if self.atomic_coherence_cost is not None:
             d["atomic_coherence_cost"] = int(self.atomic_coherence_cost)
+        if self.miss_overlap:
+            d["miss_overlap"] = int(self.miss_overlap)
         if self.quantum is not None:
             d["quantum"] = int(self.quantum)
         if self.switch_cost is not None:
@@ -140,6 +152,7 @@ def validate(m: Machine) -> None:
     if m.atomic_coherence_cost is not None and (not _int(m.atomic_coherence_cost) or m.atomic_coherence_cost < 0):
         raise MachineError("atomic_coherence_cost", m.atomic_coherence_cost, "must be an integer >= 0 or None "
                            "(None: the same as coherence_cost)", "e.g. atomic_coherence_cost=30, or leave it out")
+    need_int("miss_overlap", 0, 0)
     need_int("line_coords", 1, 8)
     if isinstance(m.delay, tuple):
         if len(m.delay) != m.cores:

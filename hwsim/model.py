@@ -74,6 +74,14 @@ Coherence (``coherence_cost`` = H > 0, or ``atomic_coherence_cost`` = A > 0)
     ``{c}``.  So an access costs H (A) exactly when another core stored to the line since
     c last touched it.
 
+Hidden misses (``miss_overlap`` = B > 0)
+    At START the sample's budget is B.  Each access's miss cost (H or A, as above; 0 on a
+    hit), decided at issue, is first taken from what is left of the budget: the access
+    pays ``max(0, miss - left)`` and the budget drops by the part hidden.  Reads come
+    first, then writes, in program order, so a sample hides its earliest misses.  B = 0
+    changes nothing.  (The core overlaps line transfers with the row's own memory
+    stalls; ``analysis.calibrate`` measures B on one thread.)
+
 Schemes: acquire and release
     * ``serial``, ``hogwild``, ``hogwild-atomic``: nothing.
     * ``lock-global``: one lock, taken at acquire, released at END.

@@ -294,10 +294,14 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     row0 = sim.next_row
     sim.next_row += m if C is not None else 0
     # 2. READS
+    left = sim.machine.miss_overlap  # miss ticks this sample may still hide (hwsim.model)
     xr = np.empty(m)
     for i in range(m):
         j = int(idx[i])
-        yield from cpu.run(th, sim.machine.read_cost + sim.miss(th.core, j, sim.H))
+        miss = sim.miss(th.core, j, sim.H)
+        hidden = min(miss, left)
+        left -= hidden
+        yield from cpu.run(th, sim.machine.read_cost + miss - hidden)
         xr[i] = read_value(x, j, sim.inv_scale)
         sim.touch(th.core, j)
         if C is not None:
@@ -319,7 +323,10 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     S.t_write_start[k] = env.now
     for i in range(m):
         j = int(idx[i])
-        cost = sim.machine.write_cost + sim.miss(th.core, j, sim.HW)
+        miss = sim.miss(th.core, j, sim.HW)
+        hidden = min(miss, left)
+        left -= hidden
+        cost = sim.machine.write_cost + miss - hidden
         if sim.rmw:
             old = x[j]
             snap = sim.nstores[j]

@@ -126,7 +126,7 @@ def coord_cost(*, n: int = 47_236, support: int = 75, reps: int = 20_000, seed: 
 
 
 def visit_rates(problem, *, repeats: int = 5, resident_rows: int = 256, relabel: bool | None = None,
-                prefetch: int | None = None, seed: int = 0):
+                prefetch: int | None = None, seed: int = 0, orders=None):
     """One thread's plain-hogwild kernel rate (samples/s) over four visit orders of the data.
 
     ``resident``: the first ``resident_rows`` terms over and over (their rows stay in cache:
@@ -134,9 +134,10 @@ def visit_rates(problem, *, repeats: int = 5, resident_rows: int = 256, relabel:
     (the hardware prefetcher streams the rows); ``random``: a random permutation with the
     kernels' software prefetch; ``random-plain``: the same permutation without prefetch
     and in the data's own coordinate numbering (latency-bound).  Each order has as many
-    samples as the data has terms; no reshuffle, no instrumentation, no objective.  Returns
-    a DataFrame (order, samples_per_s median over ``repeats``, min, max), timings of the
-    orders interleaved.
+    samples as the data has terms; no reshuffle, no instrumentation, no objective.
+    ``orders``: the names to time (default all four).  Returns a DataFrame (order,
+    samples_per_s median over ``repeats``, min, max, support_mean: the mean support size of
+    the samples the order visits), timings of the orders interleaved.
     """
     import time
 
@@ -152,12 +153,17 @@ def visit_rates(problem, *, repeats: int = 5, resident_rows: int = 256, relabel:
     N = problem.N
     rng = np.random.default_rng(seed)
     perm = rng.permutation(N).astype(np.int64)
-    orders = {
+    all_orders = {
         "resident": np.tile(np.arange(min(resident_rows, N), dtype=np.int64), -(-N // min(resident_rows, N)))[:N],
         "storage": np.arange(N, dtype=np.int64),
         "random": perm,
         "random-plain": perm,
     }
+    if orders is not None:
+        unknown = [o for o in orders if o not in all_orders]
+        if unknown or not orders:
+            raise ValueError(f"visit_rates: orders = {orders!r}: name some of {', '.join(all_orders)}")
+        all_orders = {o: all_orders[o] for o in orders}
     kern = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=pf, count_lost=False)
     kern0 = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=0, count_lost=False)
     sync = np.zeros(K.SYNC_LEN, dtype=np.int64)
@@ -173,17 +179,20 @@ def visit_rates(problem, *, repeats: int = 5, resident_rows: int = 256, relabel:
           lay.maxlen, sync, locks, rec, 1, 1, stats)
         return order.size / (time.perf_counter() - t0)
 
-    for name, order in orders.items():
+    for name, order in all_orders.items():
         once(name, order[:8])  # compile
-    rates = {name: [] for name in orders}
+    rates = {name: [] for name in all_orders}
     for _ in range(repeats):
-        for name, order in orders.items():
+        for name, order in all_orders.items():
             rates[name].append(once(name, order))
+    sizes = np.diff(problem.terms.indptr)
     return pd.DataFrame([{"order": k, "samples_per_s": float(np.median(v)), "min": float(np.min(v)),
-                          "max": float(np.max(v))} for k, v in rates.items()])
+                          "max": float(np.max(v)), "support_mean": float(sizes[all_orders[k]].mean())}
+                         for k, v in rates.items()])
 
 
-def sharing_rates(problem, *, threads: int = 2, repeats: int = 3, relabel: bool | None = None, seed: int = 0):
+def sharing_rates(problem, *, threads: int = 2, repeats: int = 3, relabel: bool | None = None, seed: int = 0,
+                  prefetch: int | None = None):
     """What sharing the model costs: ``threads`` pinned workers run the plain-hogwild
     kernel (as ``realrun.run`` builds it for that many threads: rows stored by ascending
     coordinate when threads > 1, ``options.sort_rows``) over disjoint parts of a random order, once on one
@@ -191,8 +200,10 @@ def sharing_rates(problem, *, threads: int = 2, repeats: int = 3, relabel: bool 
     a scheme, a diagnostic).
 
     The gap between the two is the price of the hot coordinates' cache lines moving
-    between cores.  Returns a DataFrame (model, samples_per_s median over ``repeats``,
-    min, max); wall-clock over all workers, runs interleaved.
+    between cores; the private runs against one thread's say what the memory system alone
+    does to ``threads`` cores.  ``prefetch``: the kernel's prefetch distance (default
+    realrun's, ``options.prefetch``).  Returns a DataFrame (model, samples_per_s median over
+    ``repeats``, min, max); wall-clock over all workers, runs interleaved.
     """
     import time
 
@@ -206,11 +217,14 @@ def sharing_rates(problem, *, threads: int = 2, repeats: int = 3, relabel: bool 
     cpus = sorted(os.sched_getaffinity(0))
     if threads < 1:
         raise ValueError(f"sharing_rates: threads = {threads!r}: must be >= 1")
+    prefetch = DEFAULT_PREFETCH if prefetch is None else prefetch
+    if not isinstance(prefetch, (int, np.integer)) or isinstance(prefetch, bool) or prefetch < 0:
+        raise ValueError(f"sharing_rates: prefetch = {prefetch!r}: must be an integer >= 0 (0: no prefetch)")
     relabel = problem.name in ("svm", "logistic", "least-squares") if relabel is None else relabel
     lay = Layout.of(problem, relabel)
     # as realrun.run: with several threads, rows stored by ascending coordinate (sort_rows)
     indices, values = lay.sorted_rows() if threads > 1 else (lay.indices, lay.values)
-    kern = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=DEFAULT_PREFETCH,
+    kern = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=int(prefetch),
                          count_lost=False, row_ordered=False)
     rng = np.random.default_rng(seed)
     sizes = split_sizes(problem.N, threads)

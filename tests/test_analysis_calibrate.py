@@ -262,7 +262,8 @@ def test_calibrate_split_uses_the_given_overlap_and_measures_nothing(monkeypatch
     monkeypatch.setattr(realrun.coherence, "overlap_fit", lambda *a, **k: pytest.fail("measured a k-lines fit"))
     t, problem, spec = _split_inputs()
     ovl = _overlap(20.0 + 6.0 * np.array([1, 2, 4, 8, 16, 32]))  # a = 20, b = 6 exactly
-    c, how = cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec, overlap=ovl)
+    c, how = cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec, overlap=ovl, hidden=False)
+    assert c.machine.miss_overlap == 0 and "hidden" not in how
     lines = max(cal.misses_per_sample(spec, c.machine, problem) / 2.0, 1.0)
     assert c.machine.coherence_cost == round(20.0 / lines + 6.0)
     assert c.machine.atomic_coherence_cost == 33 and c.provenance["coherence_pingpong_ns"] == 33.0
@@ -277,9 +278,88 @@ def test_calibrate_split_falls_back_to_the_pingpong_when_the_k_lines_benchmark_f
 
     monkeypatch.setattr(cal, "in_flight_cost", broken)
     t, problem, spec = _split_inputs()
-    c, how = cal.calibrate_split(t, problem=problem, pingpong={"transfer_ns": 33.4}, spec=spec)
+    c, how = cal.calibrate_split(t, problem=problem, pingpong={"transfer_ns": 33.4}, spec=spec, hidden=False)
     assert c.machine.coherence_cost == 33 and c.machine.atomic_coherence_cost is None
     assert "for every access" in how and "needs two CPUs" in how
+
+
+def test_calibrate_split_hides_misses_under_the_measured_stall_or_says_why_not(monkeypatch):
+    """``hidden`` (default): the machine's miss_overlap is measure_memory_stall's figure, also
+    on the k-lines fallback; when that microbenchmark fails, none, and the sentence says so."""
+    pytest.importorskip("hwsim.machine")
+    t, problem, spec = _split_inputs()
+    ovl = _overlap(20.0 + 6.0 * np.array([1, 2, 4, 8, 16, 32]))
+    seen = {}
+
+    def stall(f, prob, *, prefetch=None, repeats=5):
+        seen["prefetch"] = prefetch
+        return {"ns": 412.4, "resident_samples_per_s": 8e6, "resident_support": 9.0, "source": "stub"}
+
+    monkeypatch.setattr(cal, "measure_memory_stall", stall)
+    c, how = cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec.replace(options={"prefetch": 0}),
+                                 overlap=ovl)
+    assert c.machine.miss_overlap == 412 and seen["prefetch"] == 0
+    assert c.provenance["miss_overlap_ns"] == 412.4 and "412 ns per sample" in how
+    assert c.table.set_index("item").loc["miss_overlap", "value"] == 412.4
+    monkeypatch.setattr(cal, "in_flight_cost", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("one CPU")))
+    c, how = cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec)
+    assert c.machine.miss_overlap == 412 and c.machine.atomic_coherence_cost is None and "for every access" in how
+
+    def broken(*a, **k):
+        raise RuntimeError("visit_rates: no realrun here")
+
+    monkeypatch.setattr(cal, "measure_memory_stall", broken)
+    c, how = cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec, overlap=ovl)
+    assert c.machine.miss_overlap == 0 and "no hidden misses" in how and "no realrun here" in how
+
+
+def test_memory_stall_by_hand():
+    """Mean cycle 600 ns at mean support 75; the kernel on resident rows runs 8M samples/s
+    over samples of support 80 (1.5625 ns per coordinate): stall 600 - 75·1.5625 = 482.8125
+    ns; a cycle shorter than the resident time is clipped to 0."""
+    f = cal.Fit(read_cost=1, write_cost=1, read_slope=1.0, write_slope=1.0, phases=True, residuals=np.zeros(1),
+                delays=pd.DataFrame(), costs=pd.DataFrame(), epoch_overhead_ns=0.0, mean_cycle_ns=600.0,
+                mean_support=75.0, n_samples=1, fitted_on_threads=(1,), trace_sha256="")
+    assert cal.memory_stall_ns(f, 8e6, 80.0) == pytest.approx(600.0 - 75 * 1.5625)
+    assert cal.memory_stall_ns(f, 1e6, 80.0) == 0.0
+    for bad in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="resident_samples_per_s"):
+            cal.memory_stall_ns(f, bad, 80.0)
+    with pytest.raises(ValueError, match="resident_support"):
+        cal.memory_stall_ns(f, 8e6, 0)
+
+
+def test_measure_memory_stall_runs_the_resident_rows_kernel():
+    pytest.importorskip("realrun")
+    t, problem, spec = _split_inputs()
+    f = cal.fit(t, problem=problem)
+    got = cal.measure_memory_stall(f, problem, repeats=1)
+    assert got["ns"] >= 0 and got["resident_samples_per_s"] > 0
+    visited = np.resize(np.arange(256), problem.N)  # the first 256 rows over and over, N samples
+    assert got["resident_support"] == pytest.approx(np.diff(problem.terms.indptr)[visited].mean())
+    assert "cache-resident" in got["source"]
+
+
+def test_calibrate_rejects_a_bad_miss_overlap():
+    terms = _terms()
+    t = _trace(terms, rc=2, wc=3, compute=np.full(N_SAMPLES, 50, np.int64))
+    pytest.importorskip("hwsim.machine")
+    assert cal.calibrate(t, terms=terms, miss_overlap=99.6).machine.miss_overlap == 100
+    for bad in (-1.0, math.inf, "50"):
+        with pytest.raises(ValueError, match="miss_overlap"):
+            cal.calibrate(t, terms=terms, miss_overlap=bad)
+
+
+def test_probe_states_by_hand():
+    """Ping-pongs 24, 24, 200, 205, 24, 25 around five repeats: repeats 0 (24-24), 2
+    (200-205) and 4 (24-25) are steady, 1 and 3 saw the host move; 0 and 4 share the near
+    state 0, repeat 2 is the far state 1."""
+    st = cal.probe_states(pd.DataFrame({"pingpong_ns": [24.0, 24.0, 200.0, 205.0, 24.0, 25.0]}))
+    assert st["steady"].tolist() == [True, False, True, False, True]
+    assert st["state"].tolist() == [0, -1, 1, -1, 0]
+    assert st["pingpong_lo"].tolist() == [24, 24, 200, 24, 24] and st["pingpong_hi"].tolist() == [24, 200, 205, 205, 25]
+    with pytest.raises(ValueError, match="need one before"):
+        cal.probe_states(pd.DataFrame({"pingpong_ns": [24.0]}))
 
 
 def test_pooled_probes_and_the_drift_check_by_hand():

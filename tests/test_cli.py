@@ -198,6 +198,11 @@ params = {{ n_features = 500 }}
     assert 'memory_layout = "by-degree"' in (tmp_path / "machine.toml").read_text()
     # the default split: plain accesses at the in-flight cost, atomic-instruction stores at the lone transfer
     assert "atomic_coherence_cost" in (tmp_path / "machine.toml").read_text()
+    # and a sample hides misses under its 1-thread memory stall (the figure may round to 0 here)
+    assert "miss_overlap_source" in (tmp_path / "machine.toml").read_text()
+    assert main(["calibrate", str(tmp_path / "run1"), "--out", str(tmp_path / "m-off.toml"), "--hidden", "off",
+                 "-q"]) == 0
+    assert "miss_overlap" not in (tmp_path / "m-off.toml").read_text()
     if len(os.sched_getaffinity(0)) >= 2:  # three coherence probes, pooled, kept next to the machine
         probes = __import__("pandas").read_parquet(tmp_path / "machine.probes.parquet")
         assert len(probes) == 3 and (probes["pingpong_ns"] > 0).all()

@@ -240,6 +240,13 @@ def test_bounded_delays_tau_within_derived_bound(p, a, b):
         assert summary["after-read"] <= 2 * summary["overlap"]
 
 
+def _rows_on_one_line(dense):
+    """Least squares (no regulariser) over the rows of ``dense``, labels 1: the hand-derived
+    schedules below."""
+    return make_problem("least-squares", Terms.from_csr(sp.csr_matrix(dense), np.ones(len(dense))), lam=0.0,
+                        reg="l2")
+
+
 def test_coherence_miss_and_tie_break_by_hand():
     """Two cores, every term on coordinate 0 (one cache line), R = W = 1, H = 10, delays
     0 on core 0 and 3 on core 1.  By the rules of hwsim.model:
@@ -252,8 +259,7 @@ def test_coherence_miss_and_tie_break_by_hand():
             a miss: 1 + 10                                                        -> 15
     tick 15 c1 store, END k1, START k3 (hit)  -> 16 read done, delay 3 -> 19 write -> 20
     """
-    A = sp.csr_matrix(np.ones((4, 1)))
-    problem = make_problem("least-squares", Terms.from_csr(A, np.ones(4)), lam=0.0, reg="l2")
+    problem = _rows_on_one_line(np.ones((4, 1)))
     spec = RunSpec(problem="least-squares", scheme="hogwild", threads=2, epochs=1, order="fixed-shuffle", seed=0,
                    write_mode="atomic")
     m = Machine(cores=2, read_cost=1, write_cost=1, coherence_cost=10, delay=(Constant(0), Constant(3)))
@@ -279,8 +285,7 @@ def test_atomic_store_miss_cost_by_hand(scheme, write_mode, H, A, end_k1, ticks)
     """The case of test_coherence_miss_and_tie_break_by_hand with ``atomic_coherence_cost``
     A: the one miss (c1's store at tick 4) costs 1 + A for an atomic-instruction store and
     1 + H for a plain one; k3 then starts at its end: read 1, delay 3, store (a hit) 1."""
-    A_ = sp.csr_matrix(np.ones((4, 1)))
-    problem = make_problem("least-squares", Terms.from_csr(A_, np.ones(4)), lam=0.0, reg="l2")
+    problem = _rows_on_one_line(np.ones((4, 1)))
     spec = RunSpec(problem="least-squares", scheme=scheme, threads=2, epochs=1, order="fixed-shuffle", seed=0,
                    write_mode=write_mode)
     m = Machine(cores=2, read_cost=1, write_cost=1, coherence_cost=H, atomic_coherence_cost=A,
@@ -288,6 +293,51 @@ def test_atomic_store_miss_cost_by_hand(scheme, write_mode, H, A, end_k1, ticks)
     r = run_both(spec, m, problem)
     assert r.samples["t_end"].tolist() == [2, end_k1, 4, ticks]
     assert r.ticks == ticks
+
+
+@pytest.mark.parametrize("A, B, end_k1, ticks", [
+    (None, 0, 15, 20),  # no budget: the miss costs H = 10, as above
+    (None, 4, 11, 16),  # 4 of the 10 ticks hidden
+    (None, 10, 5, 10),  # all hidden: k3 starts at 5 (read 1, delay 3, store 1)
+    (None, 25, 5, 10),  # a budget larger than the misses hides them, no more
+    (25, 10, 20, 25),  # an atomic-instruction store's miss A = 25: 10 of it hidden
+])
+def test_hidden_miss_budget_by_hand(A, B, end_k1, ticks):
+    """The case of test_coherence_miss_and_tie_break_by_hand with ``miss_overlap`` B: k1
+    (core 1) starts at tick 0 with budget B; its read hits; its store, issued at 4,
+    misses (H = 10, or A for an atomic-instruction store with A set) and pays
+    max(0, miss - B); k3 starts at k1's end with a fresh budget and only hits."""
+    problem = _rows_on_one_line(np.ones((4, 1)))
+    spec = RunSpec(problem="least-squares", scheme="hogwild", threads=2, epochs=1, order="fixed-shuffle", seed=0,
+                   write_mode="atomic")
+    m = Machine(cores=2, read_cost=1, write_cost=1, coherence_cost=10, atomic_coherence_cost=A, miss_overlap=B,
+                delay=(Constant(0), Constant(3)))
+    r = run_both(spec, m, problem)
+    assert r.samples["t_end"].tolist() == [2, end_k1, 4, ticks]
+    assert r.ticks == ticks
+
+
+def test_hidden_misses_are_taken_in_program_order_by_hand():
+    """One term on coordinates 0 and 8 (two lines), two cores, R = W = 1, H = 10, B = 15,
+    delays 0 (core 0) and 5 (core 1).  k0 (c0) and k1 (c1) start at 0 and read both lines
+    (hits: every core starts valid) -> 2.  c0: delay 0, stores 0 and 8 (hits) at 3 and 4:
+    it now owns both lines; END k0, START k2 at 4, reads hit -> 6, stores -> 8, barrier.
+    c1: delay 5 -> write start at 7; store to 0 misses (10, all hidden: budget 5 left) ->
+    lands 8; store to 8 misses (10: 5 hidden, 5 charged) -> 1 + 5 -> lands 14; END k1 at
+    14; k3 starts at 14 with a fresh budget, hits only: reads -> 16, delay 5 -> 21,
+    stores -> 23."""
+    problem = _rows_on_one_line(np.array([[1.0, 0, 0, 0, 0, 0, 0, 0, 1.0]] * 4))
+    spec = RunSpec(problem="least-squares", scheme="hogwild", threads=2, epochs=1, order="fixed-shuffle", seed=0,
+                   write_mode="atomic")
+    m = Machine(cores=2, read_cost=1, write_cost=1, coherence_cost=10, miss_overlap=15,
+                delay=(Constant(0), Constant(5)))
+    r = run_both(spec, m, problem)
+    s = r.samples
+    assert s["worker"].tolist() == [0, 1, 0, 1]
+    assert s["t_start"].tolist() == [0, 0, 4, 14]
+    assert s["t_write_start"].tolist() == [2, 7, 6, 21]
+    assert s["t_end"].tolist() == [4, 14, 8, 23]
+    assert r.ticks == 23
 
 
 def test_time_slicing_by_hand():

@@ -366,6 +366,9 @@ def test_visit_and_sharing_diagnostics_run_the_same_arithmetic(svm):
     assert list(vr["order"]) == ["resident", "storage", "random", "random-plain"] and (vr["samples_per_s"] > 0).all()
     sr = sharing_rates(svm, threads=2, repeats=1)
     assert list(sr["model"]) == ["shared", "private"] and (sr["samples_per_s"] > 0).all()
+    assert (sharing_rates(svm, threads=1, repeats=1, prefetch=0)["samples_per_s"] > 0).all()
+    with pytest.raises(ValueError, match="prefetch = -1"):
+        sharing_rates(svm, prefetch=-1)
 
 
 def test_pingpong_and_coord_cost_measure_positive_times():

@@ -397,3 +397,38 @@ def test_an_unsteady_machine_is_said_before_the_comparison():
     assert "kline_marginal_ns" not in text
     steady = coherence_drift(pd.DataFrame({"pingpong_ns": [31.0, 32.0], "kline_marginal_ns": [6.0, 6.1]}))
     assert _unsteady(steady) == "" and _unsteady(None) == ""
+
+
+def test_a_host_that_moved_is_calibrated_and_compared_on_one_state():
+    """Probes of 24, 24, 200, 205, 24, 25 ns around five repeats: repeats 0 and 4 ran in
+    the near state (two repeats), 2 in the far one (one), 1 and 3 while the host moved.  The
+    calibration pools the probes around repeats 0 and 4 only (0, 1, 4, 5), the comparison
+    keeps those repeats, and the coherence_states table marks them used."""
+    from realrun.coherence import _line
+
+    from analysis.study import _steady_probes
+
+    def probe(i, pp):
+        ks = np.array([1, 2, 4, 8])
+        half = pp + 6.0 * ks
+        return {"when": f"p{i}", "pingpong": {"transfer_ns": pp},
+                "overlap": _line(pd.DataFrame({"k": ks, "half_round_ns": half, "per_line_ns": half / ks,
+                                               "batches": 10}), (0, 1))}
+
+    class FakeStudy:
+        def __init__(self):
+            self.state, self.tables = {}, {}
+
+        def put(self, name, df, **kw):
+            self.tables[name] = df
+
+    probes = [probe(i, pp) for i, pp in enumerate([24.0, 24.0, 200.0, 205.0, 24.0, 25.0])]
+    study = FakeStudy()
+    kept, note = _steady_probes(study, probes)
+    assert [p["when"] for p in kept] == ["p0", "p1", "p4", "p5"]
+    assert study.state["state_repeats"] == [0, 4] and "repeats [0, 4]" in note and "[1, 2, 3]" in note
+    assert study.tables["coherence_states"]["used"].tolist() == [True, False, False, False, True]
+    steady = FakeStudy()  # every repeat in one state: all probes, nothing left out, nothing said
+    kept, note = _steady_probes(steady, [probe(i, pp) for i, pp in enumerate([24.0, 25.0, 24.0])])
+    assert len(kept) == 3 and note == "" and "state_repeats" not in steady.state
+    assert steady.tables["coherence_states"]["used"].all()
