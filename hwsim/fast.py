@@ -118,7 +118,7 @@ MC_CORES, MC_R, MC_W, MC_H, MC_LC, MC_SLICED, MC_Q, MC_S, MC_T, MC_SCHEME, MC_RM
     MC_WORDS, MC_B, MC_LSHIFT, MC_STREAM, MC_MAXLEN, MC_HW, MC_HT, MC_HIDE = range(21)
 # scalars (sc)
 SC_STARTED, SC_READDONE, SC_FINISHED, SC_OP, SC_NEXTROW, SC_LOST, SC_ARRIVED, SC_TURN, SC_RQH, SC_RQN, \
-    SC_GHOLD, SC_GHEAD, SC_GTAIL, SC_NOW, SC_DONE, SC_FRESH, SC_NEEDCORE, SC_BASE = range(18)
+    SC_GHOLD, SC_GHEAD, SC_GTAIL, SC_NOW, SC_DONE, SC_FRESH, SC_NEEDCORE, SC_BASE, SC_FREE, SC_NFREE = range(20)
 # thread fields (th); those an access event reads come first (one cache line); TH_JN: the
 # coordinate of the access after the pending one (see the module docstring); TH_HIDE: the
 # miss ticks the in-flight sample may still hide (machine.miss_overlap, hwsim.model)
@@ -143,8 +143,11 @@ TRACE_COLS = {"sample": np.int64, "coord": np.int64, "read_tick": np.int64, "rea
 #: accesses the event loop logs before it moves them into the trace columns (_scatter)
 LOG_EVENTS = 4096
 SCATTER_AHEAD = 32  # log entries _scatter prefetches its target lines ahead
+#: lost-run nodes (_overwrite) a run starts with; the driver doubles the pool when a START
+#: finds fewer than threads x longest support free
+RUN_POOL = 1024
 # _epoch_loop return codes
-RUN_DONE, RUN_NEED_DELAYS, RUN_FLUSH, RUN_STUCK = 0, 1, 2, -1
+RUN_DONE, RUN_NEED_DELAYS, RUN_FLUSH, RUN_GROW, RUN_STUCK = 0, 1, 2, 3, -1
 
 # core state rows (cs)
 CS_KEY, CS_KIND, CS_RUNNING, CS_IDLE = range(4)
@@ -217,6 +220,46 @@ def _charged(miss, left):
     (``machine.miss_overlap``): (ticks charged, budget left).  Branch-free."""
     hidden = miss if miss < left else left
     return miss - hidden, left - hidden
+
+
+@njit(nogil=True)
+def _overwrite(ivhead, ivlo, ivhi, ivnext, sc, j, lo, hi):
+    """An rmw store on coordinate j overwrites its stores lo .. hi-1 (numbered in landing
+    order): returns how many were not lost before (hwsim.reference.overwrite, the same
+    rule).  The coordinate's lost stores are disjoint [lo, hi) runs in a linked list, last
+    run first (``ivhead[j]``, nodes ``ivlo``/``ivhi``/``ivnext`` from a free list in
+    ``sc[SC_FREE]``, ``sc[SC_NFREE]`` of them): the runs ending after lo are popped and
+    their union with [lo, hi) pushed, so a store costs one node at most."""
+    covered = 0
+    start = lo
+    h = ivhead[j]
+    while h >= 0 and ivhi[h] > lo:
+        a = ivlo[h]
+        covered += ivhi[h] - (a if a > lo else lo)
+        if a < start:
+            start = a
+        nxt = ivnext[h]
+        ivnext[h] = sc[SC_FREE]
+        sc[SC_FREE] = h
+        sc[SC_NFREE] += 1
+        h = nxt
+    node = sc[SC_FREE]
+    sc[SC_FREE] = ivnext[node]
+    sc[SC_NFREE] -= 1
+    ivlo[node] = start
+    ivhi[node] = hi
+    ivnext[node] = h
+    ivhead[j] = node
+    return hi - lo - covered
+
+
+def _run_pool(size: int, start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lost-run nodes ``start .. size-1`` (lo, hi, next), linked as a free list."""
+    lo = np.zeros(size, dtype=np.int64)
+    hi = np.zeros(size, dtype=np.int64)
+    nxt = np.arange(1, size + 1, dtype=np.int64)
+    nxt[-1] = -1
+    return lo, hi, nxt
 
 
 @njit(nogil=True, inline="always")
@@ -410,7 +453,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 mc, ordf, ordo, turns,
                 th, thold, xr, gb, ub,
                 cs, tree, rq, dbuf, dpos, valid,
-                nstores, lost_upto, last_row,
+                nstores, ivhead, ivlo, ivhi, ivnext, last_row,
                 holder, qhead, qtail,
                 sc, smp, sstep,
                 c_sample, c_coord, c_rtick, c_rval, c_wtick, c_delta, c_lost, c_rop, c_wrop, c_wop, c_prev):
@@ -439,6 +482,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
     lsh = mc[MC_LSHIFT]
     LC = mc[MC_LC]
     maxlen = mc[MC_MAXLEN]
+    runs_need = T * maxlen  # free lost-run nodes every START needs (_overwrite: one per store at most)
     P = cs.shape[1]
     pbits = tree[0]
     base = sc[SC_BASE]  # the trace buffer's first global row
@@ -566,6 +610,9 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 if stream and sc[SC_NEXTROW] - base + maxlen > cap:
                     status = RUN_FLUSH
                     break
+                if rmw and sc[SC_NFREE] < runs_need:
+                    status = RUN_GROW
+                    break
             lo = th[U(t), U(TH_LO)]
             r0 = th[U(t), U(TH_ROW0)] - base
             qend = th[U(t), U(TH_QEND)]
@@ -576,16 +623,12 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 dv = encode_delta(x, ub[U(t), U(i)], scale)
                 if rmw:
                     x[j] = thold[t]
-                    first = th[U(t), U(TH_SNAP)]
-                    if lost_upto[j] > first:
-                        first = lost_upto[j]
-                    victims = nstores[j] - first
-                    if victims > 0:
-                        sc[SC_LOST] += victims
-                        lost_upto[j] = nstores[j]
-                        if trace:
+                    snap = th[U(t), U(TH_SNAP)]
+                    if nstores[j] > snap:  # stores landed since this write's read: overwritten
+                        sc[SC_LOST] += _overwrite(ivhead, ivlo, ivhi, ivnext, sc, j, snap, nstores[j])
+                        if trace:  # mark them all (those already lost stay so)
                             r = last_row[j]
-                            for _ in range(victims):
+                            for _ in range(nstores[j] - snap):
                                 c_lost[r - base] = True
                                 r = c_prev[r - base]
                     nstores[j] += 1
@@ -627,7 +670,8 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 key = (nxt << pbits) | c
                 root = _leaf_set(tree, key, c, P)
                 if root != key or (i + 1 == m and (
-                        dpos[U(c)] >= B or (stream and sc[SC_NEXTROW] - base + maxlen > cap))):
+                        dpos[U(c)] >= B or (stream and sc[SC_NEXTROW] - base + maxlen > cap)
+                        or (rmw and sc[SC_NFREE] < runs_need))):
                     break
                 now = nxt
             th[U(t), U(TH_I)] = i
@@ -643,6 +687,9 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 break
             if stream and sc[SC_NEXTROW] - base + maxlen > cap:
                 status = RUN_FLUSH
+                break
+            if rmw and sc[SC_NFREE] < runs_need:
+                status = RUN_GROW
                 break
             if act == ACT_WSTART:
                 step = STEP_WSTART
@@ -960,13 +1007,16 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
     valid = np.full((line_count(t.n, machine.line_coords) if machine.coherence_tracked else 1, words),
                     -1, dtype=np.int64)  # bit c set: core c holds a valid copy
     nstores = np.zeros(t.n if rmw else 1, dtype=np.int64)
-    lost_upto = np.zeros(t.n if rmw else 1, dtype=np.int64)
+    ivhead = np.full(t.n if rmw else 1, -1, dtype=np.int64)  # each coordinate's lost stores (_overwrite)
+    pool = max(RUN_POOL, T * maxlen) if rmw else 1
+    ivlo, ivhi, ivnext = _run_pool(pool)
     last_row = np.full(t.n if (rmw and trace) else 1, -1, dtype=np.int64)
     lock_n = t.n if scheme == SCHEME_LOCK_COORD else 1
     holder = np.full(lock_n, -1, dtype=np.int64)
     qhead = np.full(lock_n, -1, dtype=np.int64)
     qtail = np.full(lock_n, -1, dtype=np.int64)
-    sc = np.zeros(18, dtype=np.int64)
+    sc = np.zeros(20, dtype=np.int64)
+    sc[SC_FREE], sc[SC_NFREE] = 0, pool
     sc[SC_GHOLD] = sc[SC_GHEAD] = sc[SC_GTAIL] = -1
     smp = np.empty((12, total), dtype=np.int64)  # every entry is written
     sstep = np.empty(total)
@@ -997,7 +1047,7 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
                                 scale, 1.0 / scale, code, step0, beta, t0, epoch,
                                 mc, ordf, ordo, turns, th, thold, xr, gb, ub,
                                 cs, tree, rq, dbuf, dpos, valid,
-                                nstores, lost_upto, last_row, holder, qhead, qtail,
+                                nstores, ivhead, ivlo, ivhi, ivnext, last_row, holder, qhead, qtail,
                                 sc, smp, sstep, *args)
             if status == RUN_DONE:
                 break
@@ -1005,6 +1055,15 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
                 c = int(sc[SC_NEEDCORE])
                 dbuf[c] = streams[c].refill()
                 dpos[c] = 0
+                continue
+            if status == RUN_GROW:  # more lost-run nodes: double the pool, the new half free
+                n_old = ivlo.size
+                lo2, hi2, nx2 = _run_pool(2 * n_old)
+                lo2[:n_old], hi2[:n_old], nx2[:n_old] = ivlo, ivhi, ivnext
+                nx2[-1] = sc[SC_FREE]
+                sc[SC_FREE] = n_old
+                sc[SC_NFREE] += n_old
+                ivlo, ivhi, ivnext = lo2, hi2, nx2
                 continue
             if status == RUN_FLUSH:
                 fill()

@@ -185,7 +185,7 @@ class _Machine:
         self.next_row = 0
         # lost-update bookkeeping, per coordinate
         self.nstores = np.zeros(t.n, dtype=np.int64)
-        self.lost_upto = np.zeros(t.n, dtype=np.int64)
+        self.lost_runs: dict[int, list[list[int]]] = {}  # coordinate -> its lost stores, as [lo, hi) runs
         self.last_store_row = np.full(t.n, -1, dtype=np.int64)
         self.lost_updates = 0
         # schemes
@@ -278,6 +278,21 @@ class _Machine:
                     self.cpu.wake(nxt)
 
 
+def overwrite(runs: list[list[int]], lo: int, hi: int) -> int:
+    """An rmw store overwrites the stores ``lo .. hi-1`` of its coordinate (numbered in
+    landing order): add them to ``runs`` (the coordinate's lost stores as disjoint
+    ``[lo, hi)`` runs, in order; ``hi`` is past every run's end) and return how many were
+    not lost before.  The runs a store reaches are the last ones: it pops those ending after
+    ``lo`` and pushes their union with ``[lo, hi)``."""
+    covered, start = 0, lo
+    while runs and runs[-1][1] > lo:
+        a, b = runs.pop()
+        covered += b - max(a, lo)
+        start = min(start, a)
+    runs.append([start, hi])
+    return hi - lo - covered
+
+
 def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     """One sample, steps 1-5 of the model; returns inside its END event."""
     env, cpu, t, S, C, x = sim.env, sim.cpu, sim.terms, sim.S, sim.C, sim.x
@@ -338,13 +353,12 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
         d = encode_delta(x, u[i], sim.scale)
         if sim.rmw:
             x[j] = old
-            victims = int(sim.nstores[j] - max(snap, sim.lost_upto[j]))
-            if victims > 0:
-                sim.lost_updates += victims
-                sim.lost_upto[j] = sim.nstores[j]
-                if C is not None:
+            over = int(sim.nstores[j]) - int(snap)  # stores that landed since this write's read
+            if over > 0:
+                sim.lost_updates += overwrite(sim.lost_runs.setdefault(j, []), int(snap), int(sim.nstores[j]))
+                if C is not None:  # mark all of them (those already lost stay so)
                     r = sim.last_store_row[j]
-                    for _ in range(victims):
+                    for _ in range(over):
                         C.lost[r] = True
                         r = C.prev_store[r]
         add_value(x, j, d)

@@ -389,6 +389,26 @@ def test_rmw_loses_updates_atomic_does_not(lsq):
     assert rmw.samples.drop(columns="step").equals(atomic.samples.drop(columns="step"))
 
 
+def test_lost_runs_pool_grows_and_stays_exact(lsq, monkeypatch):
+    """The fast engine keeps each coordinate's lost stores as runs in a node pool that the
+    driver doubles on demand (hwsim.fast.RUN_POOL, _overwrite): started tiny, it grows
+    several times and the run, the lost marks and the count equal the reference engine's,
+    with the trace kept and without it."""
+    import hwsim.fast as fast
+
+    grown = []
+    real = fast._run_pool
+    monkeypatch.setattr(fast, "RUN_POOL", 1)
+    monkeypatch.setattr(fast, "_run_pool", lambda size, start=0: grown.append(size) or real(size, start))
+    m = Machine(cores=4, read_cost=1, write_cost=6, delay=Constant(2))
+    spec = RunSpec(problem="least-squares", scheme="hogwild", threads=4, epochs=3, dtype="fixed", seed=4,
+                   write_mode="rmw")
+    r = run_both(spec, m, lsq)
+    assert len(grown) > 2 and r.lost_updates > 0 and r.coords["lost"].sum() == r.lost_updates
+    off = hwsim.simulate(spec, m, problem=lsq, engine="fast", coord_trace=False)
+    assert off.lost_updates == r.lost_updates and np.array_equal(off.x, r.x)
+
+
 def test_trace_schemas_history_and_counters(svm):
     spec = RunSpec(problem="svm", scheme="hogwild", threads=3, epochs=3, dtype="float64", seed=1)
     r = run_both(spec, Machine(cores=3, delay=Exponential(40.0), coherence_cost=10), svm)

@@ -171,17 +171,13 @@ def test_replay_equals_oracle_thorough(run):
     assert_replay_equals_oracle(*run)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known hwsim bug (both engines, so Buckwild!'s replay too): an rmw store marks as lost only the "
-    "stores since max(its read, the coordinate's lost_upto watermark), but the lost stores need not be "
-    "a prefix: here row 5's store (its read at op 18, the store at op 27) overwrites row 6's (op 19), "
-    "which row 8's store (read at op 23, store at op 25) stepped over while moving the watermark past "
-    "it, so row 6 is never marked and lost_updates is 7, not 8.  Fix: count each rmw store's victims as the stores in "
-    "[its read's snapshot, its own index) not already lost, exactly (per-store flags, or a union of "
-    "intervals per coordinate), in hwsim.reference and hwsim.fast alike; then drop this marker"))
 def test_rmw_lost_marks_when_the_lost_stores_are_not_a_prefix():
     """The first counterexample Hypothesis found for the property above (eleven terms on one
-    coordinate, three cores): the oracle's lost rows are {0, 2, 3, 4, 6, 7, 8, 10}."""
+    coordinate, three cores): the oracle's lost rows are {0, 2, 3, 4, 6, 7, 8, 10}.  Row 5's
+    store (its read at op 18, the store at op 27) overwrites row 6's (op 19), which row 8's
+    store (read at op 23, store at op 25) stepped over: the lost stores of a coordinate are
+    not a prefix of its stores, so a watermark per coordinate missed row 6 (lost_updates 7,
+    not 8); hwsim keeps them as runs (hwsim.reference.overwrite, hwsim.fast._overwrite)."""
     from hwsim import Machine
     from hwsim.delays import Exponential
     from workload.problems import Terms, make_problem
