@@ -53,9 +53,14 @@ columns in one tight pass every :data:`LOG_EVENTS` accesses; the columns fixed a
 
 Three tiers (STYLE.md): :func:`run_fast` checks, coerces and allocates; it calls the
 compiled :func:`_epoch_loop` once per epoch (and again whenever a core has used up its
-block of pre-drawn delays or the trace buffer is full: the loop returns before the event
-that needs it, Python refills or flushes, the loop resumes at that event); the loop itself
-is the kernel.  All state lives in arrays, so a call can stop and resume at any event.
+block of pre-drawn delays, the trace buffer is full, or, with rmw writes, a START finds
+too few free nodes for the lost-store runs (:func:`_overwrite`): the loop returns before
+the event that needs it, Python refills, flushes or grows, the loop resumes at that event);
+the loop itself is the kernel.  All state lives in arrays, so a call can stop and resume at
+any event.
+
+Hidden misses (``machine.miss_overlap``): the in-flight sample's budget lives in
+``TH_HIDE`` (in a register on the hot paths); every miss goes through :func:`_charged`.
 """
 from __future__ import annotations
 
@@ -253,8 +258,8 @@ def _overwrite(ivhead, ivlo, ivhi, ivnext, sc, j, lo, hi):
     return hi - lo - covered
 
 
-def _run_pool(size: int, start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lost-run nodes ``start .. size-1`` (lo, hi, next), linked as a free list."""
+def _run_pool(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``size`` lost-run nodes (lo, hi, next), linked 0 -> 1 -> ... -> size-1 as a free list."""
     lo = np.zeros(size, dtype=np.int64)
     hi = np.zeros(size, dtype=np.int64)
     nxt = np.arange(1, size + 1, dtype=np.int64)

@@ -399,7 +399,7 @@ def test_lost_runs_pool_grows_and_stays_exact(lsq, monkeypatch):
     grown = []
     real = fast._run_pool
     monkeypatch.setattr(fast, "RUN_POOL", 1)
-    monkeypatch.setattr(fast, "_run_pool", lambda size, start=0: grown.append(size) or real(size, start))
+    monkeypatch.setattr(fast, "_run_pool", lambda size: grown.append(size) or real(size))
     m = Machine(cores=4, read_cost=1, write_cost=6, delay=Constant(2))
     spec = RunSpec(problem="least-squares", scheme="hogwild", threads=4, epochs=3, dtype="fixed", seed=4,
                    write_mode="rmw")
