@@ -6,7 +6,8 @@ The model (full rules: :mod:`hwsim.model`)
     when another core stored to that cache line since this core last touched it), compute
     (a delay drawn from the core's :mod:`delay model <hwsim.delays>`), write each
     coordinate (``write_cost`` each, same miss rule) as an atomic add or a non-atomic
-    read-modify-write (lost updates counted).  Locks / turns for the lock schemes and
+    read-modify-write (lost updates counted); a sample may hide up to ``miss_overlap``
+    ticks of its misses under its own memory stalls.  Locks / turns for the lock schemes and
     round-robin; OS time slicing when there are more threads than cores; a barrier at
     every epoch end.  Pending events run in ``(tick, core)`` order, every wait ends in a
     new event, and timing never depends on values -- so a seed fixes the whole run, and
@@ -19,10 +20,11 @@ The engines
       event loop (a tournament tree over cores picks the next ``(tick, core)``) that does
       the arithmetic in place with the same ``workload.fixed`` functions and the problem's
       own ``update`` kernel.  Identical sample / coordinate traces, memory order and
-      bit-identical final models (property-tested); about 120x the reference's coordinate
-      events per second with the coordinate trace off and 90-100x with it kept in memory
-      (``benchmarks/bench_hwsim.py``: 4.5-5.5·10^7 events/s at 4-16 cores, one core of a
-      shared VM).  Every scheme hwsim supports -- the lock schemes included --
+      bit-identical final models (property-tested); 98-130x the reference's coordinate
+      events per second with the coordinate trace off and 64-97x with it kept in memory
+      (``benchmarks/bench_hwsim.py``, 4 and 16 cores, over several sessions on one core
+      of a shared VM; the in-memory trace's ~73 bytes per row are fresh memory, whose
+      page faults set most of that gap).  Every scheme hwsim supports -- the lock schemes included --
       runs on both engines, so ``engine="fast"`` never falls back.
 
 Extras beyond the contract
