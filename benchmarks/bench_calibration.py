@@ -18,7 +18,8 @@ the benchmark
 1. runs the spec on 1 and on 2 threads, ``--repeats`` times each, interleaved (after a
    warm-up that compiles), with the coherence microbenchmarks (ping-pong and k-lines,
    ``analysis.calibrate.probe_coherence``) before the first repeat and after each one: the
-   calibration uses their medians, and the line they print says whether they drifted;
+   calibration uses the medians of those around the repeats of one host state (item 4),
+   and the lines they print say whether they drifted and which state each repeat ran in;
 2. calibrates an ``hwsim.Machine`` on the median-throughput 1-thread run's trace plus the
    coherence cost -- from ``realrun.calibrate.pingpong`` (``--coherence pingpong``, issue
    13's recipe: one line's latency), from the k-lines ping-pong at the number of misses a
