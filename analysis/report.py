@@ -734,7 +734,10 @@ def render_report(folder: str | Path) -> Path:
     if len(lost):
         doc.para("Non-atomic read-modify-writes overwritten by another core's write, per sample. Measured: "
                  "realrun's lost-update probe (a separate hogwild run; 0 where a scheme cannot lose updates; "
-                 "empty where not measured); simulated: hwsim's exact count.")
+                 "empty where not measured); simulated: hwsim's exact count. The probe makes every write a "
+                 "locked exchange, to see what it overwrote: it runs slower than plain hogwild (probe slowdown: "
+                 "the plain runs' median samples/s over the probe's), so each write's window between its load "
+                 "and its store differs from the plain run's, and its rate is the probe's, not the plain run's.")
         doc.table(lost)
     else:
         doc.missing("no data: neither real_runs nor prediction was produced")
@@ -948,7 +951,19 @@ def _lost_updates(tables) -> pd.DataFrame:
         columns={"lost_per_sample": "lost/sample measured"}) if meas else pd.DataFrame(columns=keys)
     s = pd.concat(sim, ignore_index=True).drop(columns="kind").rename(
         columns={"lost_per_sample": "lost/sample simulated"}) if sim else pd.DataFrame(columns=keys)
-    return m.merge(s, on=keys, how="outer").sort_values(keys).reset_index(drop=True)
+    out = m.merge(s, on=keys, how="outer")
+    slow = []
+    for runs_name, lost_name in (("real_runs", "real_lost"), ("dense_real_runs", "dense_real_lost")):
+        runs, probe = tables.get(runs_name), tables.get(lost_name)
+        if runs is None or probe is None or "probe_samples_per_s" not in probe.columns:
+            continue
+        plain = runs.groupby(keys, as_index=False)["samples_per_s"].median()
+        p = probe[keys + ["probe_samples_per_s"]].merge(plain, on=keys)
+        p["probe slowdown"] = p["samples_per_s"] / p["probe_samples_per_s"]
+        slow.append(p[keys + ["probe slowdown"]])
+    if slow:
+        out = out.merge(pd.concat(slow, ignore_index=True), on=keys, how="left")
+    return out.sort_values(keys).reset_index(drop=True)
 
 
 def _pivot(df: pd.DataFrame, col: str) -> pd.DataFrame:

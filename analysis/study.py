@@ -651,7 +651,8 @@ def _real_runs(study: Study, workload: str, base: RunSpec, schemes, section: str
                           problem=problem, instrument=False)
             n = int(res.history["samples"].iloc[-1])
             lost.append({"workload": workload, "scheme": scheme, "threads": threads, "samples": n,
-                         "lost_updates": float(res.lost_updates if res.lost_updates is not None else math.nan)})
+                         "lost_updates": float(res.lost_updates if res.lost_updates is not None else math.nan),
+                         "probe_samples_per_s": float(res.samples_per_s)})
         complete = True
     finally:
         if rows:

@@ -432,3 +432,22 @@ def test_a_host_that_moved_is_calibrated_and_compared_on_one_state():
     kept, note = _steady_probes(steady, [probe(i, pp) for i, pp in enumerate([24.0, 25.0, 24.0])])
     assert len(kept) == 3 and note == "" and "state_repeats" not in steady.state
     assert steady.tables["coherence_states"]["used"].all()
+
+
+def test_lost_updates_table_says_how_much_slower_the_probe_ran():
+    """The measured lost updates come from realrun's probe (locked exchanges): the table
+    sets the plain runs' median samples/s over the probe's beside them (here 6M / 2M = 3)."""
+    from analysis.report import _lost_updates
+
+    keys = {"workload": "w", "scheme": "hogwild", "threads": 2}
+    tables = {
+        "real_runs": pd.DataFrame([{**keys, "repeat": r, "samples_per_s": v, "lost_per_sample": 0.2}
+                                   for r, v in enumerate([5e6, 6e6, 7e6])]),
+        "prediction": pd.DataFrame([{**keys, "lost_per_sample": 0.03}]),
+        "real_lost": pd.DataFrame([{**keys, "samples": 100, "lost_updates": 20.0, "probe_samples_per_s": 2e6}]),
+    }
+    t = _lost_updates(tables).iloc[0]
+    assert (t["lost/sample measured"], t["lost/sample simulated"]) == (0.2, 0.03)
+    assert t["probe slowdown"] == pytest.approx(3.0)
+    del tables["real_lost"]  # no probe table (an older report): no column
+    assert "probe slowdown" not in _lost_updates(tables).columns
