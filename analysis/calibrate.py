@@ -417,7 +417,7 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
               atomic_coherence_cost: float | None = None, coherence_source: str | None = None,
               delay: str = "empirical", line_coords: int = LINE_COORDS, epoch_seconds=None,
               spec=None, layout: str | None = None, miss_overlap: float | None = None,
-              miss_overlap_source: str | None = None) -> Calibration:
+              miss_overlap_source: str | None = None, fitted: Fit | None = None) -> Calibration:
     """Fit an ``hwsim.Machine`` to a realrun trace (module docstring).
 
     ``samples``: a SAMPLE_SCHEMA trace, or a ``realrun.RealResult`` (its samples,
@@ -435,6 +435,8 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     ``memory_layout`` so :mod:`analysis.predict` simulates the same cache lines.
     ``miss_overlap`` (ns per sample; None: 0): the machine's hidden-miss budget, e.g.
     :func:`memory_stall_ns` of this fit; ``miss_overlap_source`` says how it was measured.
+    ``fitted``: the :func:`fit` of this same trace, already computed (a calibration's
+    ``.fit``), so calibrating one trace several ways fits it once.
     """
     if layout is None:
         info = getattr(samples, "info", None) if not isinstance(samples, pd.DataFrame) else None
@@ -449,7 +451,7 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
         spec = getattr(res, "spec", None) if spec is None else spec
     if delay not in DELAY_MODELS:
         raise ValueError(f"delay = {delay!r}: must be one of {', '.join(DELAY_MODELS)}")
-    f = fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
+    f = fitted if fitted is not None else fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
     if coherence_cost is not None:
         cc, cc_src = float(coherence_cost), coherence_source or "given (coherence_cost=)"
     elif pingpong is not None:
@@ -629,11 +631,12 @@ def calibrate_split(samples, *, problem, pingpong, spec, overlap=None, hidden: b
         fl = in_flight_cost(spec.replace(scheme="hogwild", threads=1), cal.machine, problem,
                             layout=cal.provenance["memory_layout"], overlap=overlap)
     except (ImportError, ValueError, RuntimeError, OSError) as exc:
-        out = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, **hid, **kw) if hid else cal
+        out = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, fitted=cal.fit, **hid,
+                        **kw) if hid else cal
         return out, "; ".join([f"coherence cost {pp:.3g} ns for every access (realrun.pingpong; the k-lines "
                                f"ping-pong failed: {exc})"] + notes)
     split = calibrate(samples, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
-                      atomic_coherence_cost=pp, spec=spec, **hid, **kw)
+                      atomic_coherence_cost=pp, spec=spec, fitted=cal.fit, **hid, **kw)
     split.provenance["coherence_pingpong_ns"] = pp
     return split, "; ".join([f"coherence cost {fl['ns']:.3g} ns for reads and plain stores (k-lines ping-pong at "
                              f"{fl['lines']:.3g} lines in flight), {pp:.3g} ns for atomic-instruction stores "

@@ -164,11 +164,11 @@ def main(argv=None) -> int:
         order = np.argsort([r.samples_per_s for r in ones])
         calib_run = ones[int(order[len(order) // 2])]
         m1 = np.array([r.samples_per_s for r in ones])
+        c0 = cal.calibrate(calib_run, problem=problem, delay=args.delay)  # the trace's fit, used for every state
         hid = None
         if args.hidden != "off":
             # the 1-thread memory stall a sample can hide misses under: the calibration run's
             # mean cycle minus the same kernel on cache-resident rows (1 thread, no 2-thread run)
-            c0 = cal.calibrate(calib_run, problem=problem, delay=args.delay)
             hid = cal.measure_memory_stall(c0.fit, problem, prefetch=REGIMES[regime]["prefetch"])
             print(f"# {regime}: hidden misses: memory stall {hid['ns']:.0f} ns per sample ({hid['source']})",
                   flush=True)
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
             m2 = np.array([r.samples_per_s for r in sel])
             print(f"# {regime}, state {label}: k-lines half round = {ovl.latency_ns:.1f} + {ovl.marginal_ns:.2f}·k ns",
                   flush=True)
-            c_pp = cal.calibrate(calib_run, problem=problem, pingpong=pp, delay=args.delay)
+            c_pp = cal.calibrate(calib_run, problem=problem, pingpong=pp, delay=args.delay, fitted=c0.fit)
             calibrations = []
             if "pingpong" in hows:
                 calibrations.append(("pingpong", c_pp))
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
                 h = cal.coherence_in_flight(ovl, max(k / 2.0, 1.0))
                 print(f"# {regime}, state {label}: {k:.1f} misses/sample -> {k / 2:.1f} lines in flight per phase -> "
                       f"coherence cost {h:.1f} ns", flush=True)
-                c_in = cal.calibrate(calib_run, problem=problem, coherence_cost=h, delay=args.delay)
+                c_in = cal.calibrate(calib_run, problem=problem, coherence_cost=h, delay=args.delay, fitted=c0.fit)
                 c_in.provenance["coherence_source"] = f"k-lines ping-pong at k = {k / 2:.1f}"
                 calibrations.append(("inflight", c_in))
             if "contention" in hows:
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
                       f"cost {h} ns (1 thr {mb['samples_per_s_median'].iloc[0] / 1e6:.2f}M/s, "
                       f"2 thr {mb['samples_per_s_median'].iloc[1] / 1e6:.2f}M/s, 2-thread samples with τ = 0: "
                       f"{mb['tau0_fraction'].iloc[1]:.1%}) {mb['at_bound'].iloc[0]}", flush=True)
-                c_mb = cal.calibrate(calib_run, problem=problem, coherence_cost=h, delay=args.delay)
+                c_mb = cal.calibrate(calib_run, problem=problem, coherence_cost=h, delay=args.delay, fitted=c0.fit)
                 c_mb.provenance["coherence_source"] = f"contention microbenchmark ({int(round(k))} lines)"
                 calibrations.append(("contention", c_mb))
             if hid is not None:

@@ -80,7 +80,7 @@ from workload.schedule import schedule_args, step_at
 from .delays import DELAY_BLOCK, DelayStream
 from .machine import Machine, line_count
 from .model import (ORDER_SCHEMA, SCHEME_LOCK_COORD, SCHEME_LOCK_GLOBAL, SCHEME_NONE, SCHEME_ROUND_ROBIN, SampleArrays,
-                    SimResult, all_orders, atomic_stores, history_frame, scheme_code, turn_sequence)
+                    SimResult, all_orders, atomic_stores, charged, history_frame, scheme_code, turn_sequence)
 
 INF = np.int64(2**62)
 
@@ -219,12 +219,8 @@ def _miss_next(valid, c, j, jn, H, lsh, LC):
     return H * (1 - (valid_bit | same))
 
 
-@njit(nogil=True, inline="always")
-def _charged(miss, left):
-    """A miss of ``miss`` ticks against a sample's hiding budget ``left``
-    (``machine.miss_overlap``): (ticks charged, budget left).  Branch-free."""
-    hidden = miss if miss < left else left
-    return miss - hidden, left - hidden
+#: hwsim.model.charged, compiled inline: (ticks a miss costs, hidden-miss budget left)
+_charged = njit(nogil=True, inline="always")(charged)
 
 
 @njit(nogil=True)

@@ -171,6 +171,14 @@ SCHEMES = {
 ORDER_SCHEMA: dict[str, str] = {"read_op": "int64", "wread_op": "int64", "write_op": "int64"}
 
 
+def charged(miss, left):
+    """A miss of ``miss`` ticks against what is ``left`` of the sample's hidden-miss budget
+    (``machine.miss_overlap``; "Hidden misses" above): (ticks the access pays, budget left).
+    Both engines charge every miss through it (the fast engine compiles it inline)."""
+    hidden = miss if miss < left else left
+    return miss - hidden, left - hidden
+
+
 def atomic_stores(spec: RunSpec) -> bool:
     """Whether the spec's stores are atomic instructions in realrun (a compare-and-swap
     loop: ``hogwild-atomic``; ``hogwild`` with ``write_mode = "atomic"``) -- the stores

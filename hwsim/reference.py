@@ -22,7 +22,7 @@ from workload.schedule import global_t, schedule_args, step_at
 from .delays import DelayStream
 from .machine import Machine, line_count
 from .model import (SCHEME_LOCK_COORD, SCHEME_LOCK_GLOBAL, SCHEME_ROUND_ROBIN, CoordArrays,
-                    SampleArrays, all_orders, atomic_stores, scheme_code, turn_sequence)
+                    SampleArrays, all_orders, atomic_stores, charged, scheme_code, turn_sequence)
 
 _CORE_PRIORITY = 2  # after SimPy's URGENT (0) and NORMAL (1) events of the same tick
 
@@ -313,10 +313,8 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     xr = np.empty(m)
     for i in range(m):
         j = int(idx[i])
-        miss = sim.miss(th.core, j, sim.H)
-        hidden = min(miss, left)
-        left -= hidden
-        yield from cpu.run(th, sim.machine.read_cost + miss - hidden)
+        paid, left = charged(sim.miss(th.core, j, sim.H), left)
+        yield from cpu.run(th, sim.machine.read_cost + paid)
         xr[i] = read_value(x, j, sim.inv_scale)
         sim.touch(th.core, j)
         if C is not None:
@@ -338,10 +336,8 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     S.t_write_start[k] = env.now
     for i in range(m):
         j = int(idx[i])
-        miss = sim.miss(th.core, j, sim.HW)
-        hidden = min(miss, left)
-        left -= hidden
-        cost = sim.machine.write_cost + miss - hidden
+        paid, left = charged(sim.miss(th.core, j, sim.HW), left)
+        cost = sim.machine.write_cost + paid
         if sim.rmw:
             old = x[j]
             snap = sim.nstores[j]

@@ -149,7 +149,6 @@ def visit_rates(problem, *, repeats: int = 5, resident_rows: int = 256, relabel:
     relabel = problem.name in ("svm", "logistic", "least-squares") if relabel is None else relabel
     pf = DEFAULT_PREFETCH if prefetch is None else int(prefetch)
     fast = Layout.of(problem, relabel)
-    plain = Layout.of(problem, False)
     N = problem.N
     rng = np.random.default_rng(seed)
     perm = rng.permutation(N).astype(np.int64)
@@ -165,7 +164,9 @@ def visit_rates(problem, *, repeats: int = 5, resident_rows: int = 256, relabel:
             raise ValueError(f"visit_rates: orders = {orders!r}: name some of {', '.join(all_orders)}")
         all_orders = {o: all_orders[o] for o in orders}
     kern = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=pf, count_lost=False)
-    kern0 = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=0, count_lost=False)
+    if "random-plain" in all_orders:  # the data's own numbering, no prefetch
+        plain = Layout.of(problem, False)
+        kern0 = K.make_worker(problem.update, "hogwild", instrument=False, prefetch_distance=0, count_lost=False)
     sync = np.zeros(K.SYNC_LEN, dtype=np.int64)
     locks = np.zeros(1, dtype=np.int32)
     rec = np.zeros((0, K.REC_COLS), dtype=np.int64)

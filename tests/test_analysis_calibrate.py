@@ -383,3 +383,15 @@ def test_pooled_probes_and_the_drift_check_by_hand():
     assert (one["verdict"] == "not applicable").all()
     with pytest.raises(ValueError, match="no probes"):
         cal.pooled_probes([])
+
+
+def test_calibrate_with_a_given_fit_equals_fitting_again():
+    """``fitted=`` (a calibration's fit of the same trace) skips refitting, nothing else:
+    the machine and the fit table are those of a fresh calibration."""
+    pytest.importorskip("hwsim.machine")
+    t, problem, _ = _split_inputs()
+    fresh = cal.calibrate(t, problem=problem, coherence_cost=7.0, miss_overlap=40.0)
+    reused = cal.calibrate(t, problem=problem, coherence_cost=7.0, miss_overlap=40.0,
+                           fitted=cal.calibrate(t, problem=problem).fit)
+    assert reused.machine.to_dict() == fresh.machine.to_dict()
+    pd.testing.assert_frame_equal(reused.table, fresh.table)

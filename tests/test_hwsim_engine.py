@@ -320,10 +320,11 @@ def test_hidden_miss_budget_by_hand(A, B, end_k1, ticks):
 def test_hidden_misses_are_taken_in_program_order_by_hand():
     """One term on coordinates 0 and 8 (two lines), two cores, R = W = 1, H = 10, B = 15,
     delays 0 (core 0) and 5 (core 1).  k0 (c0) and k1 (c1) start at 0 and read both lines
-    (hits: every core starts valid) -> 2.  c0: delay 0, stores 0 and 8 (hits) at 3 and 4:
-    it now owns both lines; END k0, START k2 at 4, reads hit -> 6, stores -> 8, barrier.
-    c1: delay 5 -> write start at 7; store to 0 misses (10, all hidden: budget 5 left) ->
-    lands 8; store to 8 misses (10: 5 hidden, 5 charged) -> 1 + 5 -> lands 14; END k1 at
+    (hits: every core starts valid) -> 2.  c0: delay 0, stores 0 and 8 (hits) land at 3 and
+    4; END k0, START k2 at 4, reads hit -> 6, stores land at 7 and 8, barrier.  c1: delay 5
+    -> write start at 7, after c0's store to 0 (core 0 first at tick 7): its store to 0
+    misses (10, all hidden: budget 5 left) -> lands 8, after c0's store to 8: its store to
+    8 misses (10: 5 hidden, 5 charged) -> 1 + 5 -> lands 14; END k1 at
     14; k3 starts at 14 with a fresh budget, hits only: reads -> 16, delay 5 -> 21,
     stores -> 23."""
     problem = _rows_on_one_line(np.array([[1.0, 0, 0, 0, 0, 0, 0, 0, 1.0]] * 4))
