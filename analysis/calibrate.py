@@ -417,7 +417,8 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
               atomic_coherence_cost: float | None = None, coherence_source: str | None = None,
               delay: str = "empirical", line_coords: int = LINE_COORDS, epoch_seconds=None,
               spec=None, layout: str | None = None, miss_overlap: float | None = None,
-              miss_overlap_source: str | None = None, fitted: Fit | None = None) -> Calibration:
+              miss_overlap_source: str | None = None, store_coherence_cost: float | None = None,
+              store_coherence_source: str | None = None, fitted: Fit | None = None) -> Calibration:
     """Fit an ``hwsim.Machine`` to a realrun trace (module docstring).
 
     ``samples``: a SAMPLE_SCHEMA trace, or a ``realrun.RealResult`` (its samples,
@@ -435,6 +436,9 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     ``memory_layout`` so :mod:`analysis.predict` simulates the same cache lines.
     ``miss_overlap`` (ns per sample; None: 0): the machine's hidden-miss budget, e.g.
     :func:`memory_stall_ns` of this fit; ``miss_overlap_source`` says how it was measured.
+    ``store_coherence_cost`` (ns; None: the same as the coherence cost): the miss cost of a
+    plain store (``hwsim.Machine``'s field; 0 with :data:`WRITE_MISSES_OFF_PATH`, the
+    default of :func:`calibrate_split`); ``store_coherence_source`` says why.
     ``fitted``: the :func:`fit` of this same trace, already computed (a calibration's
     ``.fit``), so calibrating one trace several ways fits it once.
     """
@@ -470,9 +474,15 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
         raise ValueError(f"calibrate: miss_overlap = {miss_overlap!r}: must be a number of ns >= 0 (e.g. "
                          "memory_stall_ns(...)), or None for no hidden misses")
     hide = 0 if miss_overlap is None else int(round(float(miss_overlap)))
+    if store_coherence_cost is not None and not (isinstance(store_coherence_cost, (int, float, np.integer,
+                                                                                   np.floating))
+                                                 and math.isfinite(store_coherence_cost) and store_coherence_cost >= 0):
+        raise ValueError(f"calibrate: store_coherence_cost = {store_coherence_cost!r}: must be a number of ns >= 0 "
+                         "(0: write misses off the critical path), or None for the same cost as coherence_cost")
+    sc = None if store_coherence_cost is None else int(round(float(store_coherence_cost)))
     machine = machine_class()(cores=1, read_cost=f.read_cost, write_cost=f.write_cost, delay=delay_model(f, delay),
-                            coherence_cost=max(int(round(cc)), 0), atomic_coherence_cost=ac, miss_overlap=hide,
-                            line_coords=int(line_coords))
+                            coherence_cost=max(int(round(cc)), 0), atomic_coherence_cost=ac,
+                            store_coherence_cost=sc, miss_overlap=hide, line_coords=int(line_coords))
     provenance = {"fitted_on_threads": list(f.fitted_on_threads), "trace_sha256": f.trace_sha256,
                   "samples": f.n_samples, "delay_model": delay, "coherence_source": cc_src,
                   "coherence_ns": cc, "epoch_overhead_ns": f.epoch_overhead_ns, "memory_layout": layout,
@@ -483,15 +493,21 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     if miss_overlap is not None:
         hidden = (float(miss_overlap), miss_overlap_source or "given (miss_overlap=)")
         provenance["miss_overlap_ns"], provenance["miss_overlap_source"] = hidden
+    store = None
+    if sc is not None:
+        store = (float(store_coherence_cost), store_coherence_source or "given (store_coherence_cost=)")
+        provenance["store_coherence_ns"], provenance["store_coherence_source"] = store
     return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay, atomic=atomic_coherence_cost,
-                                                           hidden=hidden),
+                                                           hidden=hidden, store=store),
                        provenance=provenance, fit=f)
 
 
 def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
-                 atomic: float | None = None, hidden: tuple[float, str] | None = None) -> pd.DataFrame:
+                 atomic: float | None = None, hidden: tuple[float, str] | None = None,
+                 store: tuple[float, str] | None = None) -> pd.DataFrame:
     """The fit report: one row per fitted quantity (``item, model, value, unit, method, ks,
-    ks_pvalue, r2, n, chosen, note``); ``hidden``: (miss_overlap ns, how it was measured)."""
+    ks_pvalue, r2, n, chosen, note``); ``hidden``: (miss_overlap ns, how it was measured);
+    ``store``: (store_coherence_cost ns, why)."""
     by = f.costs.set_index("target")
     split = "" if f.phases else "phases not recorded: the cycle's slope split evenly between read and write"
     rows = [
@@ -519,11 +535,16 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
                              f"({d['clipped_ns']:.3g} ns/sample)"})
     rows.append({"item": "coherence_cost", "model": "", "value": coherence, "unit": "ns/line transfer",
                  "method": coherence_source, "n": math.nan,
-                 "note": "" if atomic is None else "reads and plain stores"})
+                 "note": ", ".join(w for w, given in (("reads", True), ("plain stores", store is None),
+                                                       ("atomic-instruction stores", atomic is None)) if given)})
     if atomic is not None:
         rows.append({"item": "atomic_coherence_cost", "model": "", "value": float(atomic), "unit": "ns/line transfer",
                      "method": "given (atomic_coherence_cost=)", "n": math.nan,
                      "note": "atomic-instruction stores (hogwild-atomic; hogwild with write_mode atomic)"})
+    if store is not None:
+        rows.append({"item": "store_coherence_cost", "model": "", "value": float(store[0]), "unit": "ns/line transfer",
+                     "method": store[1], "n": math.nan,
+                     "note": "plain stores (with rmw writes: the write's load and store)"})
     if hidden is not None:
         rows.append({"item": "miss_overlap", "model": "", "value": float(hidden[0]), "unit": "ns/sample",
                      "method": hidden[1], "n": math.nan,
@@ -604,41 +625,60 @@ def in_flight_cost(spec, machine, problem, *, layout: str = "as-given", overlap=
     return {"ns": ns, "lines": lines, "overlap": overlap, "source": src}
 
 
+#: the write-miss rule :func:`calibrate_split` applies by default: a write's miss costs the
+#: core nothing (``hwsim.Machine.store_coherence_cost = 0``)
+WRITE_MISSES_OFF_PATH = ("0: a write's miss is off the core's critical path -- nothing later in the thread waits "
+                         "for a plain store (it retires into the store buffer) or for an rmw write's load (it feeds "
+                         "only its store), so an out-of-order core runs on while the line arrives; the line still "
+                         "changes hands (hwsim.Machine.store_coherence_cost)")
+WRITE_MISS_RULES = ("off-path", "charged")
+
+
 def calibrate_split(samples, *, problem, pingpong, spec, overlap=None, hidden: bool = True,
-                    **kw) -> tuple[Calibration, str]:
-    """:func:`calibrate` with the coherence split: reads and plain stores at
-    :func:`in_flight_cost` (``spec``'s hogwild run, the sample's misses in flight; ``overlap``:
-    a k-lines fit already taken, e.g. :func:`pooled_probes`'s, else one measured now),
-    atomic-instruction stores at the ping-pong's lone transfer; with ``hidden`` (default),
-    the sample hides misses under its 1-thread memory stall (:func:`measure_memory_stall`
-    with the run's ``options.prefetch``: ``hwsim.Machine.miss_overlap``).  ``kw`` go to
-    :func:`calibrate` (``epoch_seconds``, ``layout``, ``delay``, ...).  Falls back to the
-    ping-pong for every access when the k-lines microbenchmark cannot run, and to no hidden
-    misses when the resident-rows microbenchmark cannot.  Returns the calibration and a
-    sentence saying which costs it used."""
+                    write_misses: str = "off-path", **kw) -> tuple[Calibration, str]:
+    """:func:`calibrate` with the coherence split: reads at :func:`in_flight_cost` (``spec``'s
+    hogwild run, the sample's misses in flight; ``overlap``: a k-lines fit already taken,
+    e.g. :func:`pooled_probes`'s, else one measured now), atomic-instruction stores at the
+    ping-pong's lone transfer, plain stores at 0 (``write_misses = "off-path"``, the
+    default: :data:`WRITE_MISSES_OFF_PATH`) or at the reads' cost (``"charged"``); with
+    ``hidden`` (default), the sample hides misses under its 1-thread memory stall
+    (:func:`measure_memory_stall` with the run's ``options.prefetch``:
+    ``hwsim.Machine.miss_overlap``).  ``kw`` go to :func:`calibrate` (``epoch_seconds``,
+    ``layout``, ``delay``, ...).  Falls back to the ping-pong for reads (and charged
+    writes) when the k-lines microbenchmark cannot run, and to no hidden misses when the
+    resident-rows microbenchmark cannot.  Returns the calibration and a sentence saying
+    which costs it used."""
+    if write_misses not in WRITE_MISS_RULES:
+        raise ValueError(f"calibrate_split: write_misses = {write_misses!r}: must be one of "
+                         f"{', '.join(WRITE_MISS_RULES)} ('off-path': a write's miss costs the core nothing; "
+                         "'charged': it costs what a read's does)")
     cal = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, **kw)
     pp = coherence_ns(pingpong)
     notes = []
-    hid = {}
+    extra = {}
+    if write_misses == "off-path":
+        extra = {"store_coherence_cost": 0.0, "store_coherence_source": WRITE_MISSES_OFF_PATH}
+        notes.append("plain stores' misses off the critical path (0 ns)")
     if hidden:
         try:
             stall = measure_memory_stall(cal.fit, problem, prefetch=dict(spec.options or {}).get("prefetch"))
-            hid = {"miss_overlap": stall["ns"], "miss_overlap_source": stall["source"]}
+            extra.update(miss_overlap=stall["ns"], miss_overlap_source=stall["source"])
             notes.append(f"misses hidden under the 1-thread memory stall, {stall['ns']:.3g} ns per sample")
         except (ImportError, ValueError, RuntimeError, OSError) as exc:
             notes.append(f"no hidden misses (the resident-rows microbenchmark failed: {exc})")
+    plain = "reads" if write_misses == "off-path" else "reads and plain stores"
     try:
         fl = in_flight_cost(spec.replace(scheme="hogwild", threads=1), cal.machine, problem,
                             layout=cal.provenance["memory_layout"], overlap=overlap)
     except (ImportError, ValueError, RuntimeError, OSError) as exc:
-        out = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, fitted=cal.fit, **hid,
-                        **kw) if hid else cal
-        return out, "; ".join([f"coherence cost {pp:.3g} ns for every access (realrun.pingpong; the k-lines "
-                               f"ping-pong failed: {exc})"] + notes)
+        out = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, fitted=cal.fit, **extra,
+                        **kw) if extra else cal
+        return out, "; ".join([f"coherence cost {pp:.3g} ns for {plain} and atomic-instruction stores "
+                               f"(realrun.pingpong; the k-lines ping-pong failed: {exc})"] + notes)
     split = calibrate(samples, problem=problem, coherence_cost=fl["ns"], coherence_source=fl["source"],
-                      atomic_coherence_cost=pp, spec=spec, fitted=cal.fit, **hid, **kw)
+                      atomic_coherence_cost=pp, spec=spec, fitted=cal.fit, **extra, **kw)
     split.provenance["coherence_pingpong_ns"] = pp
-    return split, "; ".join([f"coherence cost {fl['ns']:.3g} ns for reads and plain stores (k-lines ping-pong at "
+    return split, "; ".join([f"coherence cost {fl['ns']:.3g} ns for {plain} (k-lines ping-pong at "
                              f"{fl['lines']:.3g} lines in flight), {pp:.3g} ns for atomic-instruction stores "
                              "(realrun.pingpong)"] + notes)
 
@@ -755,10 +795,12 @@ def contention_problem(lines: int, *, rows: int = 20_000, line_coords: int = LIN
 
 def misses_per_sample(spec, machine, problem, *, threads: int = 2, probe: int = 1, engine: str = "fast",
                       max_samples: int | None = 100_000, layout: str = "as-given") -> float:
-    """How many coherence misses per sample hwsim charges on ``problem`` at ``threads``
-    cores: (simulated time at coherence cost ``probe`` − at 0) / probe, per sample, per core
-    (one epoch; on a row subset of ``max_samples`` rows when larger), in the coordinate
-    numbering ``layout`` (:func:`analysis.predict.simulated_problem`)."""
+    """How many coherence misses per sample hwsim sees on ``problem`` at ``threads`` cores:
+    (simulated time at coherence cost ``probe`` − at 0) / probe, per sample, per core (one
+    epoch; on a row subset of ``max_samples`` rows when larger), in the coordinate numbering
+    ``layout`` (:func:`analysis.predict.simulated_problem`).  Every access counts -- reads
+    and stores of every kind, none hidden: the machine's ``atomic_coherence_cost``,
+    ``store_coherence_cost`` and ``miss_overlap`` are set aside."""
     import hwsim
 
     from .predict import simulated_problem, subsample_problem
@@ -770,8 +812,9 @@ def misses_per_sample(spec, machine, problem, *, threads: int = 2, probe: int = 
     s = spec.replace(threads=threads, epochs=1)
     t = []
     for h in (0, probe):
-        r = hwsim.simulate(s, machine.replace(cores=threads, coherence_cost=h), problem=problem, engine=engine,
-                           coord_trace=False)
+        m = machine.replace(cores=threads, coherence_cost=h, atomic_coherence_cost=None, store_coherence_cost=None,
+                            miss_overlap=0)
+        r = hwsim.simulate(s, m, problem=problem, engine=engine, coord_trace=False)
         t.append(r.ticks)
     return (t[1] - t[0]) * threads / (probe * problem.N)
 
@@ -854,14 +897,16 @@ def implied_coherence(spec, machine, measured_speedup: float, *, threads: int = 
     (a microbenchmark's) is from the one the workload behaves as if it paid. It is fitted
     to the very run it explains, so it is never a prediction and carries no verdict.
 
-    With the machine's ``atomic_coherence_cost`` set, only H (reads and plain stores)
-    varies and the atomic-instruction stores keep their cost; unset, they follow H.
+    With the machine's ``atomic_coherence_cost`` (``store_coherence_cost``) set, the
+    atomic-instruction (plain) stores keep their cost and H varies for the other accesses;
+    unset, they follow H.
 
     The simulated speedup falls as H grows; H is found by bisection on whole ticks in
     [0, ``h_max``] (``analysis.predict.predict_detail`` at 1 and ``threads`` cores, the same
     layout, subsample and epoch overhead as a prediction). Returns a dict: ``implied``
     (the H; None when out of range), ``calibrated`` (the machine's own H),
     ``atomic_fixed`` (the atomic-instruction stores' cost held fixed, None when they follow H),
+    ``store_fixed`` (the same for plain stores),
     ``speedup_at_zero`` / ``speedup_at_max`` (hwsim's speedup with free / ``h_max``
     coherence), ``measured``, ``threads`` and ``note`` (why no H fits, when none does).
     """
@@ -893,7 +938,9 @@ def implied_coherence(spec, machine, measured_speedup: float, *, threads: int = 
 
     fixed = hw.atomic_coherence_cost is not None and atomic_stores(spec)
     out = {"threads": int(threads), "measured": float(measured_speedup), "calibrated": int(hw.coherence_cost),
-           "atomic_fixed": int(hw.atomic_coherence_cost) if fixed else None, "implied": None,
+           "atomic_fixed": int(hw.atomic_coherence_cost) if fixed else None,
+           "store_fixed": (int(hw.store_coherence_cost) if hw.store_coherence_cost is not None
+                           and not atomic_stores(spec) else None), "implied": None,
            "speedup_at_zero": speedup(0), "speedup_at_max": math.nan, "note": ""}
     if measured_speedup > out["speedup_at_zero"]:
         out["note"] = (f"measured {measured_speedup:.3g} is faster than hwsim with free coherence "

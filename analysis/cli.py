@@ -417,7 +417,8 @@ def cmd_calibrate(args) -> int:
     if pingpong is not None and args.coherence == "split":
         from .calibrate import calibrate_split
 
-        cal, how = calibrate_split(samples, pingpong=pingpong, overlap=overlap, hidden=args.hidden == "on", **kw)
+        cal, how = calibrate_split(samples, pingpong=pingpong, overlap=overlap, hidden=args.hidden == "on",
+                                   write_misses=args.write_misses, **kw)
         (log.info if cal.machine.atomic_coherence_cost is not None else log.warning)("calibrate: %s", how)
     else:
         cal = calibrate(samples, pingpong=pingpong, **kw)
@@ -815,6 +816,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --coherence split: on (default): a sample hides coherence misses under its 1-thread "
                           "memory stall (the run's mean cycle minus the kernel on cache-resident rows: "
                           "Machine.miss_overlap); off: every miss is charged")
+    cal.add_argument("--write-misses", choices=("off-path", "charged"), default="off-path",
+                     help="with --coherence split: off-path (default): a plain store's miss costs the core nothing "
+                          "(nothing later waits for a plain store, nor for an rmw write's load: "
+                          "Machine.store_coherence_cost = 0); charged: it costs what a read's does")
     cal.add_argument("--probes", type=int, default=3,
                      help="with --coherence split: take both ping-pongs this many times and calibrate on their "
                           "medians; a spread above analysis.calibrate.COHERENCE_DRIFT_MAX is warned about, and the "

@@ -157,6 +157,11 @@ def predict_detail(spec: RunSpec, machine, *, cores: Sequence[int] = DEFAULT_COR
         log.warning("predict: %s does not model hidden misses; simulating it with miss_overlap = 0 (the "
                     "calibration's %d ns per sample left out)", spec.scheme, machine.miss_overlap)
         machine = dataclasses.replace(machine, miss_overlap=0)
+    if getattr(machine, "store_coherence_cost", None) is not None and spec.scheme in OWN_SAMPLE_RULES:
+        log.warning("predict: %s has no separate plain-store miss cost; simulating it with store_coherence_cost = "
+                    "None (its writes pay coherence_cost = %d, not the calibration's %d)", spec.scheme,
+                    machine.coherence_cost, machine.store_coherence_cost)
+        machine = dataclasses.replace(machine, store_coherence_cost=None)
     summary, hist, taus = [], [], []
     for p in cores:
         m = dataclasses.replace(machine, cores=p)
@@ -175,6 +180,7 @@ def predict_detail(spec: RunSpec, machine, *, cores: Sequence[int] = DEFAULT_COR
             "final_objective": float(res.history["objective"].iloc[-1]) if mode == "full" else math.nan,
             "calibrated_on_threads": calibrated_on, "epoch_overhead_ns": epoch_overhead_ns, "layout": layout,
             "miss_overlap": int(getattr(machine, "miss_overlap", 0)),
+            "store_miss_cost": int(getattr(machine, "store_miss_cost", getattr(machine, "coherence_cost", 0))),
         })
         if mode == "full":
             h = res.history.copy()
@@ -201,7 +207,8 @@ def predict(spec: RunSpec, machine, *, cores: Sequence[int] = DEFAULT_CORES, pro
     """The per-core-count table of :func:`predict_detail`: ``kind, threads, cores, engine,
     mode, simulated_samples, simulated_seconds, samples_per_s, speedup, tau_mean, tau_p50,
     tau_p99, tau_max, lost_updates, lost_per_sample, final_objective,
-    calibrated_on_threads, epoch_overhead_ns, layout, miss_overlap, speedup_base_threads``."""
+    calibrated_on_threads, epoch_overhead_ns, layout, miss_overlap, store_miss_cost,
+    speedup_base_threads``."""
     return predict_detail(spec, machine, cores=cores, problem=problem, engine=engine, max_samples=max_samples,
                           epoch_overhead_ns=epoch_overhead_ns, layout=layout).summary
 

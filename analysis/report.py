@@ -709,10 +709,12 @@ def render_report(folder: str | Path) -> Path:
                  "reproduces each measured speedup (analysis.calibrate.implied_coherence). It is fitted to the "
                  "run it explains -- a diagnostic of the calibrated cost, not a prediction, so it has no verdict; "
                  "one cost that fits every scheme says the machine model holds and only the microbenchmark's "
-                 "figure is off. The cost varied is that of reads and plain stores; where the machine has its "
-                 "own cost for atomic-instruction stores, those keep it (atomic_store_cost_fixed):")
+                 "figure is off. The cost varied is that of reads, and of the stores without a cost of their "
+                 "own: where the machine has one for atomic-instruction stores (atomic_store_cost_fixed) or "
+                 "for plain stores (plain_store_cost_fixed), those keep it:")
         doc.table(ci[[c for c in ("scheme", "threads", "measured_speedup", "implied_coherence_cost",
-                                  "calibrated_coherence_cost", "atomic_store_cost_fixed", "speedup_at_zero_cost",
+                                  "calibrated_coherence_cost", "atomic_store_cost_fixed", "plain_store_cost_fixed",
+                                  "speedup_at_zero_cost",
                                   "note") if c in ci.columns]])
 
     # --- tau --------------------------------------------------------------------------

@@ -870,13 +870,14 @@ def _implied_coherence(study: Study, prefix: str, workload: str, base: RunSpec, 
             rows.append({"workload": workload, "scheme": r.scheme, "threads": int(r.threads),
                          "measured_speedup": measured, "implied_coherence_cost": d["implied"],
                          "calibrated_coherence_cost": d["calibrated"], "atomic_store_cost_fixed": d["atomic_fixed"],
+                         "plain_store_cost_fixed": d.get("store_fixed"),
                          "speedup_at_zero_cost": d["speedup_at_zero"],
                          "note": d["note"]})
             study.tick(note=f"implied coherence {workload} {r.scheme}")
     finally:
         if rows:
             df = pd.DataFrame(rows)
-            for c in ("implied_coherence_cost", "atomic_store_cost_fixed"):
+            for c in ("implied_coherence_cost", "atomic_store_cost_fixed", "plain_store_cost_fixed"):
                 df[c] = df[c].astype("Float64")
             study.put(f"{prefix}coherence_implied", df, kind="measured", section=section)
 

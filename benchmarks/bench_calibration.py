@@ -34,6 +34,11 @@ the benchmark
    misses under the sample's 1-thread memory stall (``hwsim.Machine.miss_overlap``,
    :func:`analysis.calibrate.measure_memory_stall`: the 1-thread cycle minus the kernel
    on cache-resident rows -- a 1-thread microbenchmark, nothing from the 2-thread runs);
+   with ``--write-misses`` (default ``both``) each row also gets a ``+off-path`` row whose
+   plain stores miss for 0 ns (``hwsim.Machine.store_coherence_cost = 0``: nothing later
+   in the thread waits for a plain store, nor for an rmw write's load -- a rule, not a
+   fitted number; ``analysis.calibrate.WRITE_MISSES_OFF_PATH``); the study and
+   ``wildcheck calibrate`` use ``inflight+hidden+off-path`` by default;
 4. compares (``analysis.compare``): the 1→2-thread speedup (median over repeats) against
    ``SPEEDUP_REL_ERR_MAX`` (10%), and τ's distributions -- per host *state*: a virtual
    machine's vCPUs can be moved between host cores under the measurement (the one-line
@@ -90,6 +95,10 @@ def _args(argv=None):
     ap.add_argument("--hidden", default="both", choices=("off", "on", "both"),
                     help="hidden misses (hwsim.Machine.miss_overlap = the 1-thread memory stall, "
                          "analysis.calibrate.measure_memory_stall): off, on, or both (a row each)")
+    ap.add_argument("--write-misses", default="both", choices=("off-path", "charged", "both"),
+                    help="plain stores' misses: off-path (hwsim.Machine.store_coherence_cost = 0: nothing later "
+                         "in the thread waits for them; analysis.calibrate.WRITE_MISSES_OFF_PATH), charged (the "
+                         "reads' cost), or both (a row each)")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
 
@@ -219,6 +228,11 @@ def main(argv=None) -> int:
                     c, machine=c.machine.replace(miss_overlap=int(round(hid["ns"]))),
                     provenance={**c.provenance, "miss_overlap_ns": hid["ns"]})) for how, c in calibrations]
                 calibrations = hidden if args.hidden == "on" else calibrations + hidden
+            if args.write_misses != "charged":
+                off = [(how + "+off-path", dataclasses.replace(
+                    c, machine=c.machine.replace(store_coherence_cost=0),
+                    provenance={**c.provenance, "store_coherence_ns": 0.0})) for how, c in calibrations]
+                calibrations = off if args.write_misses == "off-path" else calibrations + off
             preds = []
             for how, c in calibrations:
                 t_pred = time.perf_counter()
@@ -256,6 +270,7 @@ def main(argv=None) -> int:
                     "tau_mean meas/pred": f"{ks['measured']:.2f}/{ks['predicted']:.2f}",
                     "tau_KS": f"{ks['observed']:.3f} {ks['verdict']}",
                     "machine": f"r{m.read_cost} w{m.write_cost} d~{m.delay.mean():.0f} c{m.coherence_cost}"
+                               + (f" s{m.store_miss_cost}" if m.store_miss_cost != m.coherence_cost else "")
                                + (f" B{m.miss_overlap}" if m.miss_overlap else ""),
                     "predict_s": f"{t_pred:.1f}",
                 })

@@ -63,7 +63,7 @@ NO_COORD_TRACE = ("decentralized",)
 
 ENGINES = ("fast", "reference")
 #: schemes with their own sample rules (hwsim.sync, hwsim.cyclades), where
-#: ``Machine.miss_overlap`` is not modelled
+#: ``Machine.miss_overlap`` and ``Machine.store_coherence_cost`` are not modelled
 OWN_SAMPLE_RULES = ("minibatch-sync", "cyclades")
 
 
@@ -118,6 +118,11 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
                            f"hidden misses are a rule of the per-sample schemes; {spec.scheme!r} has its own sample "
                            "structure (hwsim.sync / hwsim.cyclades) that does not model them",
                            "simulate it with machine.replace(miss_overlap=0)")
+    if machine.store_coherence_cost is not None and spec.scheme in OWN_SAMPLE_RULES:
+        raise MachineError("store_coherence_cost", machine.store_coherence_cost,
+                           f"a separate plain-store miss cost is a rule of the per-sample schemes; {spec.scheme!r} "
+                           "has its own sample structure (hwsim.sync / hwsim.cyclades) whose writes pay "
+                           "coherence_cost", "simulate it with machine.replace(store_coherence_cost=None)")
     if spec.scheme == "minibatch-sync":  # barrier per step: hwsim.sync (its own rules and engines)
         from .sync import simulate_sync
 

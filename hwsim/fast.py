@@ -478,7 +478,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
     locking = mc[MC_SCHEME] != SCHEME_NONE
     sliced = mc[MC_SLICED] != 0
     H = mc[MC_H]  # a read's miss cost
-    HW = mc[MC_HW]  # a store's (machine.atomic_miss_cost for atomic-instruction stores, else H)
+    HW = mc[MC_HW]  # a store's (machine.atomic_miss_cost for atomic-instruction stores, else store_miss_cost)
     HT = mc[MC_HT]  # nonzero: some access can miss, so copy sets are kept
     lsh = mc[MC_LSHIFT]
     LC = mc[MC_LC]
@@ -970,7 +970,7 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
     mc = np.array([C, machine.read_cost, machine.write_cost, machine.coherence_cost, machine.line_coords,
                    int(sliced), machine.quantum or 0, machine.switch_cost or 0, T, scheme, int(rmw),
                    int(trace), int(x.dtype == np.int64), words, DELAY_BLOCK, lshift, int(stream), maxlen,
-                   machine.atomic_miss_cost if atomic_stores(spec) else machine.coherence_cost,
+                   machine.atomic_miss_cost if atomic_stores(spec) else machine.store_miss_cost,
                    int(machine.coherence_tracked), machine.miss_overlap], dtype=np.int64)
     total = sum(o.size for ep in orders for o in ep)
     if stream:

@@ -47,6 +47,15 @@ class Machine:
         line transfer is not overlapped with other misses as plain loads and stores are:
         on hardware it costs about one lone transfer (the ping-pong), while a plain miss
         in a burst costs much less (:func:`analysis.calibrate.coherence_in_flight`).
+    store_coherence_cost
+        The same extra ticks for a *plain* store (every other scheme's write; with
+        ``write_mode = "rmw"`` the write's load and store together): ``None`` (default) =
+        ``coherence_cost``.  0 says the core never waits for a write's line: nothing later
+        in the thread depends on a plain store (it retires into the store buffer) or on an
+        rmw write's load (it feeds only its own store), so an out-of-order core runs on into
+        the next sample while the line arrives -- unlike a read, whose value the gradient
+        needs.  The line still changes hands when the store lands: the other cores' copies
+        are invalidated and lost updates are counted as before.
     miss_overlap
         Ticks of coherence-miss time per sample that the core hides under the sample's own
         memory stalls (0 = none, the default).  Each sample starts with this budget; every
@@ -70,6 +79,7 @@ class Machine:
     delay: Any = field(default_factory=lambda: Constant(50))
     coherence_cost: int = 0
     atomic_coherence_cost: int | None = None
+    store_coherence_cost: int | None = None
     miss_overlap: int = 0
     line_coords: int = 8
     quantum: int | None = None
@@ -90,9 +100,15 @@ class Machine:
         return int(self.coherence_cost if self.atomic_coherence_cost is None else self.atomic_coherence_cost)
 
     @property
+    def store_miss_cost(self) -> int:
+        """Ticks a plain store pays on a miss (``store_coherence_cost``, or ``coherence_cost``
+        when that is None)."""
+        return int(self.coherence_cost if self.store_coherence_cost is None else self.store_coherence_cost)
+
+    @property
     def coherence_tracked(self) -> bool:
         """Whether any access can miss (the engines keep per-line copy sets only then)."""
-        return self.coherence_cost > 0 or self.atomic_miss_cost > 0
+        return self.coherence_cost > 0 or self.atomic_miss_cost > 0 or self.store_miss_cost > 0
 
     @property
     def sliced(self) -> bool:
@@ -111,6 +127,8 @@ class Machine:
             d["delay"] = self.delay.to_dict()
         if self.atomic_coherence_cost is not None:
             d["atomic_coherence_cost"] = int(self.atomic_coherence_cost)
+        if self.store_coherence_cost is not None:
+            d["store_coherence_cost"] = int(self.store_coherence_cost)
         if self.miss_overlap:
             d["miss_overlap"] = int(self.miss_overlap)
         if self.quantum is not None:
@@ -152,6 +170,9 @@ def validate(m: Machine) -> None:
     if m.atomic_coherence_cost is not None and (not _int(m.atomic_coherence_cost) or m.atomic_coherence_cost < 0):
         raise MachineError("atomic_coherence_cost", m.atomic_coherence_cost, "must be an integer >= 0 or None "
                            "(None: the same as coherence_cost)", "e.g. atomic_coherence_cost=30, or leave it out")
+    if m.store_coherence_cost is not None and (not _int(m.store_coherence_cost) or m.store_coherence_cost < 0):
+        raise MachineError("store_coherence_cost", m.store_coherence_cost, "must be an integer >= 0 or None "
+                           "(None: the same as coherence_cost)", "e.g. store_coherence_cost=0, or leave it out")
     need_int("miss_overlap", 0, 0)
     need_int("line_coords", 1, 8)
     if isinstance(m.delay, tuple):

@@ -64,18 +64,20 @@ Memory order, lost updates
     ``hogwild-atomic`` and the lock / turn schemes store atomically (with a lock the two
     modes give the same values).
 
-Coherence (``coherence_cost`` = H > 0, or ``atomic_coherence_cost`` = A > 0)
+Coherence (``coherence_cost`` = H > 0, ``atomic_coherence_cost`` = A > 0 or ``store_coherence_cost`` = S > 0)
     Line of coordinate j: ``j // line_coords``.  Each line keeps the set of cores holding a
     valid copy, initially all cores.  ``miss(c, j) = H`` when c is not in the set of j's
     line, else 0, decided when the access is issued; for an *atomic-instruction* store
     (:func:`atomic_stores`: ``hogwild-atomic``, ``hogwild`` with ``write_mode =
-    "atomic"``) the miss costs A (``machine.atomic_miss_cost``: H unless set) instead.  A
-    read completion or an rmw read by c adds c to the set; a store by c makes the set
-    ``{c}``.  So an access costs H (A) exactly when another core stored to the line since
-    c last touched it.
+    "atomic"``) the miss costs A (``machine.atomic_miss_cost``: H unless set) instead, and
+    for any other store (with rmw writes: the write, its read included) S
+    (``machine.store_miss_cost``: ``store_coherence_cost``, H unless set).  A read
+    completion or an rmw read by c adds c to the set; a store by c makes the set ``{c}``
+    (whatever it cost: with S = 0 the line still changes hands).  So an access costs H
+    (A, S) exactly when another core stored to the line since c last touched it.
 
 Hidden misses (``miss_overlap`` = B > 0)
-    At START the sample's budget is B.  Each access's miss cost (H or A, as above; 0 on a
+    At START the sample's budget is B.  Each access's miss cost (H, A or S, as above; 0 on a
     hit), decided at issue, is first taken from what is left of the budget: the access
     pays ``max(0, miss - left)`` and the budget drops by the part hidden.  Reads come
     first, then writes, in program order, so a sample hides its earliest misses.  B = 0

@@ -171,7 +171,7 @@ class _Machine:
         self.sched = schedule_args(spec, t.N)
         # coherence: per line, a bit set of the cores holding a valid copy
         self.H = machine.coherence_cost
-        self.HW = machine.atomic_miss_cost if atomic_stores(spec) else self.H  # a store's miss cost
+        self.HW = machine.atomic_miss_cost if atomic_stores(spec) else machine.store_miss_cost  # a store's miss cost
         self.tracked = machine.coherence_tracked
         self.line_coords = machine.line_coords
         self.valid = [(1 << machine.cores) - 1] * line_count(t.n, machine.line_coords)

@@ -197,6 +197,15 @@ def test_split_coherence_costs_reach_the_machine_table_and_toml(tmp_path):
     assert plain.machine.atomic_coherence_cost is None and "atomic_coherence_cost" not in set(plain.table["item"])
     with pytest.raises(ValueError, match="atomic_coherence_cost"):
         cal.calibrate(t, terms=terms, coherence_cost=7.4, atomic_coherence_cost=-1.0)
+    st = cal.calibrate(t, terms=terms, coherence_cost=7.4, store_coherence_cost=0.4, store_coherence_source="why")
+    assert (st.machine.store_coherence_cost, st.machine.store_miss_cost, st.machine.coherence_cost) == (0, 0, 7)
+    assert st.table.set_index("item").loc["store_coherence_cost", "method"] == "why"
+    assert st.provenance["store_coherence_source"] == "why"
+    st.save(tmp_path / "s.toml")
+    assert cal.load_calibration(tmp_path / "s.toml").machine == st.machine
+    for bad in (-1.0, math.inf, "0"):
+        with pytest.raises(ValueError, match="store_coherence_cost"):
+            cal.calibrate(t, terms=terms, coherence_cost=7.4, store_coherence_cost=bad)
 
 
 def test_implied_coherence_recovers_the_cost_behind_a_simulated_speedup():
@@ -220,7 +229,12 @@ def test_implied_coherence_recovers_the_cost_behind_a_simulated_speedup():
     measured = speedup(truth)
     got = cal.implied_coherence(spec, truth.replace(coherence_cost=60), measured, problem=problem, max_samples=None)
     assert got["calibrated"] == 60 and got["threads"] == 2 and got["note"] == ""
+    assert got["atomic_fixed"] is None and got["store_fixed"] is None
     assert abs(got["implied"] - 9) <= 2
+    # plain stores with a cost of their own keep it while H varies for the reads
+    off = truth.replace(store_coherence_cost=0)
+    got0 = cal.implied_coherence(spec, off.replace(coherence_cost=60), speedup(off), problem=problem, max_samples=None)
+    assert got0["store_fixed"] == 0 and abs(got0["implied"] - 9) <= 2
     assert speedup(truth.replace(coherence_cost=got["implied"])) == pytest.approx(measured, rel=0.01)
     assert got["speedup_at_zero"] >= measured >= got["speedup_at_max"]
     # out of range either way: no H, and a note that says which way
@@ -280,7 +294,36 @@ def test_calibrate_split_falls_back_to_the_pingpong_when_the_k_lines_benchmark_f
     t, problem, spec = _split_inputs()
     c, how = cal.calibrate_split(t, problem=problem, pingpong={"transfer_ns": 33.4}, spec=spec, hidden=False)
     assert c.machine.coherence_cost == 33 and c.machine.atomic_coherence_cost is None
-    assert "for every access" in how and "needs two CPUs" in how
+    assert c.machine.store_coherence_cost == 0 and c.machine.store_miss_cost == 0
+    assert "33.4 ns for reads and atomic-instruction stores" in how and "needs two CPUs" in how
+    c, how = cal.calibrate_split(t, problem=problem, pingpong={"transfer_ns": 33.4}, spec=spec, hidden=False,
+                                 write_misses="charged")
+    assert c.machine.store_coherence_cost is None and c.machine.store_miss_cost == 33
+    assert "for reads and plain stores and atomic-instruction stores" in how
+
+
+def test_calibrate_split_takes_write_misses_off_the_critical_path_or_charges_them():
+    """Default ``write_misses = "off-path"``: plain stores miss for 0 ns (a table row and the
+    provenance say why), reads keep the in-flight cost, atomic stores the ping-pong;
+    ``"charged"``: plain stores pay the reads' cost; anything else is refused by name."""
+    pytest.importorskip("hwsim.machine")
+    t, problem, spec = _split_inputs()
+    ovl = _overlap(20.0 + 6.0 * np.array([1, 2, 4, 8, 16, 32]))
+    c, how = cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec, overlap=ovl, hidden=False)
+    m = c.machine
+    assert (m.store_coherence_cost, m.store_miss_cost, m.atomic_miss_cost) == (0, 0, 33) and m.coherence_cost > 0
+    rows = c.table.set_index("item")
+    assert rows.loc["store_coherence_cost", "value"] == 0.0
+    assert rows.loc["store_coherence_cost", "method"] == cal.WRITE_MISSES_OFF_PATH
+    assert rows.loc["coherence_cost", "note"] == "reads"
+    assert c.provenance["store_coherence_ns"] == 0.0 and "off the critical path" in how
+    assert "for reads (k-lines" in how
+    charged, how = cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec, overlap=ovl, hidden=False,
+                                       write_misses="charged")
+    assert charged.machine.store_coherence_cost is None and charged.machine.store_miss_cost == m.coherence_cost
+    assert "store_coherence_cost" not in set(charged.table["item"]) and "for reads and plain stores" in how
+    with pytest.raises(ValueError, match="write_misses = 'free'"):
+        cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec, overlap=ovl, write_misses="free")
 
 
 def test_calibrate_split_hides_misses_under_the_measured_stall_or_says_why_not(monkeypatch):
@@ -303,7 +346,7 @@ def test_calibrate_split_hides_misses_under_the_measured_stall_or_says_why_not(m
     assert c.table.set_index("item").loc["miss_overlap", "value"] == 412.4
     monkeypatch.setattr(cal, "in_flight_cost", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("one CPU")))
     c, how = cal.calibrate_split(t, problem=problem, pingpong=33.0, spec=spec)
-    assert c.machine.miss_overlap == 412 and c.machine.atomic_coherence_cost is None and "for every access" in how
+    assert c.machine.miss_overlap == 412 and c.machine.atomic_coherence_cost is None and "realrun.pingpong" in how
 
     def broken(*a, **k):
         raise RuntimeError("visit_rates: no realrun here")

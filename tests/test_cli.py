@@ -200,9 +200,12 @@ params = {{ n_features = 500 }}
     assert "atomic_coherence_cost" in (tmp_path / "machine.toml").read_text()
     # and a sample hides misses under its 1-thread memory stall (the figure may round to 0 here)
     assert "miss_overlap_source" in (tmp_path / "machine.toml").read_text()
+    # plain stores' misses off the critical path by default; --write-misses charged charges them
+    assert "store_coherence_cost = 0" in (tmp_path / "machine.toml").read_text()
     assert main(["calibrate", str(tmp_path / "run1"), "--out", str(tmp_path / "m-off.toml"), "--hidden", "off",
-                 "-q"]) == 0
+                 "--write-misses", "charged", "-q"]) == 0
     assert "miss_overlap" not in (tmp_path / "m-off.toml").read_text()
+    assert "store_coherence_cost" not in (tmp_path / "m-off.toml").read_text()
     if len(os.sched_getaffinity(0)) >= 2:  # three coherence probes, pooled, kept next to the machine
         probes = __import__("pandas").read_parquet(tmp_path / "machine.probes.parquet")
         assert len(probes) == 3 and (probes["pingpong_ns"] > 0).all()

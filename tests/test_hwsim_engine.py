@@ -274,22 +274,27 @@ def test_coherence_miss_and_tie_break_by_hand():
     assert r.ticks == 20
 
 
-@pytest.mark.parametrize("scheme, write_mode, H, A, end_k1, ticks", [
-    ("hogwild", "atomic", 10, 25, 30, 35),  # an atomic-instruction store's miss costs A
-    ("hogwild-atomic", "rmw", 10, 25, 30, 35),  # hogwild-atomic always stores atomically
-    ("hogwild", "atomic", 0, 25, 30, 35),  # copy sets are kept when only A is on
-    ("hogwild", "rmw", 10, 25, 15, 20),  # a plain store's miss costs H, as in the case above
-    ("hogwild", "atomic", 10, None, 15, 20),  # A unset: H
+@pytest.mark.parametrize("scheme, write_mode, H, A, S, end_k1, ticks", [
+    ("hogwild", "atomic", 10, 25, None, 30, 35),  # an atomic-instruction store's miss costs A
+    ("hogwild-atomic", "rmw", 10, 25, None, 30, 35),  # hogwild-atomic always stores atomically
+    ("hogwild", "atomic", 0, 25, None, 30, 35),  # copy sets are kept when only A is on
+    ("hogwild", "rmw", 10, 25, None, 15, 20),  # a plain store's miss costs H, as in the case above
+    ("hogwild", "atomic", 10, None, None, 15, 20),  # A unset: H
+    ("hogwild", "rmw", 10, 25, 0, 5, 10),  # a plain store's miss costs S = 0: k3 starts at 5
+    ("hogwild", "rmw", 10, None, 3, 8, 13),  # ... S = 3
+    ("hogwild", "rmw", 0, None, 7, 12, 17),  # copy sets are kept when only S is on
+    ("hogwild", "atomic", 10, None, 0, 15, 20),  # S is not an atomic-instruction store's cost
 ])
-def test_atomic_store_miss_cost_by_hand(scheme, write_mode, H, A, end_k1, ticks):
+def test_store_miss_costs_by_hand(scheme, write_mode, H, A, S, end_k1, ticks):
     """The case of test_coherence_miss_and_tie_break_by_hand with ``atomic_coherence_cost``
-    A: the one miss (c1's store at tick 4) costs 1 + A for an atomic-instruction store and
-    1 + H for a plain one; k3 then starts at its end: read 1, delay 3, store (a hit) 1."""
+    A and ``store_coherence_cost`` S: the one miss (c1's store at tick 4) costs 1 + A for an
+    atomic-instruction store and 1 + S for a plain one (S unset: H); k3 then starts at its
+    end: read 1, delay 3, store (a hit) 1."""
     problem = _rows_on_one_line(np.ones((4, 1)))
     spec = RunSpec(problem="least-squares", scheme=scheme, threads=2, epochs=1, order="fixed-shuffle", seed=0,
                    write_mode=write_mode)
     m = Machine(cores=2, read_cost=1, write_cost=1, coherence_cost=H, atomic_coherence_cost=A,
-                delay=(Constant(0), Constant(3)))
+                store_coherence_cost=S, delay=(Constant(0), Constant(3)))
     r = run_both(spec, m, problem)
     assert r.samples["t_end"].tolist() == [2, end_k1, 4, ticks]
     assert r.ticks == ticks
