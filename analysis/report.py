@@ -374,7 +374,7 @@ def verdicts(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Every row of every table that carries a ``verdict`` column, with its source and one
     ``what`` column (the comparison's figure, or the theorem and check)."""
     frames = []
-    for name in ("comparison", "theory", "dense_comparison", "dense_theory"):
+    for name in ("comparison", "regimes", "theory", "dense_comparison", "dense_theory"):
         df = tables.get(name)
         if df is None or "verdict" not in df.columns or len(df) == 0:
             continue
@@ -716,6 +716,25 @@ def render_report(folder: str | Path) -> Path:
                                   "calibrated_coherence_cost", "atomic_store_cost_fixed", "plain_store_cost_fixed",
                                   "speedup_at_zero_cost",
                                   "note") if c in ci.columns]])
+
+    # --- regimes ----------------------------------------------------------------------
+    doc.heading("Two regimes: cache-friendly and latency-bound rows", 2, "regimes")
+    if "regimes" in tables:
+        doc.para("hogwild from 1 to 2 threads with realrun's rows prefetched 16 samples ahead (cache-friendly: the "
+                 "hot features' cache lines moving between the cores limit the speedup) and without prefetching "
+                 "(latency-bound: each random row is a run of cache misses, which two cores overlap). Each regime "
+                 "is calibrated on its own 1-thread run, the coherence probes around its repeats and the 1-thread "
+                 "microbenchmarks -- nothing from a 2-thread run -- and hwsim's predicted speedup is held against "
+                 "the measured one (median of the repeats that ran in the probes' main state; lo/hi: the slowest "
+                 "and fastest of them). Reads miss for the k-lines cost at the sample's misses in flight "
+                 "(read_miss_ns), plain stores for store_miss_ns (0: a write's miss is off the core's critical "
+                 "path), and a sample hides miss_overlap_ns of them under its own 1-thread memory stall.")
+        doc.table(tables["regimes"][[c for c in ("regime", "prefetch", "measured", "measured_lo", "measured_hi",
+                                                  "predicted", "observed", "bound", "verdict", "repeats_compared",
+                                                  "pingpong_ns", "read_miss_ns", "store_miss_ns", "miss_overlap_ns",
+                                                  "note") if c in tables["regimes"].columns]])
+    else:
+        _status_line(doc, manifest, "regimes")
 
     # --- tau --------------------------------------------------------------------------
     doc.heading("τ distributions: measured vs simulated", 2, "tau")

@@ -738,13 +738,10 @@ def _steady_probes(study: Study, probes: list) -> tuple[list, str]:
     if len(probes) < 2:
         return probes, ""
     states = cal_mod.probe_states(cal_mod.probe_table(probes))
-    steady = states[states["state"] >= 0]
-    if steady.empty:
+    reps = _main_state(states)
+    if reps is None:
         study.put("coherence_states", states.assign(used=True), kind="measured", section="calibrate")
         return probes, "; no repeat had steady probes on both sides, so all are pooled"
-    counts = steady.groupby("state").size()
-    best = int(counts[counts == counts.max()].index.min())
-    reps = sorted(int(r) for r in states.loc[states["state"] == best, "repeat"])
     study.put("coherence_states", states.assign(used=states["repeat"].isin(reps)), kind="measured",
               section="calibrate")
     if len(reps) == len(states):
@@ -757,6 +754,18 @@ def _steady_probes(study: Study, probes: list) -> tuple[list, str]:
         f"; the host moved the vCPUs while the runs were measured: calibrated on the probes around repeats {reps} "
         f"(one state, ping-pong about {pp:.3g} ns), and the comparison uses those repeats only (repeats {left} "
         "ran in another state or while the host moved: table coherence_states)")
+
+
+def _main_state(states: pd.DataFrame) -> list[int] | None:
+    """The repeats of the host state most repeats ran in (ties: the lower-numbered state, i.e.
+    the lower ping-pong) from :func:`analysis.calibrate.probe_states`' table; None when no
+    repeat was steady."""
+    steady = states[states["state"] >= 0]
+    if steady.empty:
+        return None
+    counts = steady.groupby("state").size()
+    best = int(counts[counts == counts.max()].index.min())
+    return sorted(int(r) for r in states.loc[states["state"] == best, "repeat"])
 
 
 def _write_machine(study: Study, cal) -> None:
@@ -824,6 +833,87 @@ def _predict(study: Study, workload: str, base: RunSpec, schemes, section: str, 
 
 def section_predict(study: Study) -> None:
     _predict(study, WORKLOAD, study.spec.run, study.spec.schemes, "predict", "")
+
+
+#: Issue 13's two regimes: how realrun's hogwild kernel reaches its rows.  ``cache-friendly``
+#: prefetches each row 16 samples ahead (realrun's default), so what limits two threads is
+#: the hot features' cache lines moving between the cores; ``latency-bound`` does not
+#: prefetch, each random row is a run of cache misses, and two cores overlap them.
+REGIMES: tuple[tuple[str, dict], ...] = (("cache-friendly", {"prefetch": 16}), ("latency-bound", {"prefetch": 0}))
+
+
+def _regime(study: Study, name: str, options: dict, problem) -> dict:
+    """One regime: hogwild at 1 and 2 threads, ``repeats`` times interleaved with coherence
+    probes around them; calibrate on the median 1-thread run, the probes of the state most
+    repeats ran in and the 1-thread microbenchmarks (:func:`analysis.calibrate.calibrate_split`,
+    nothing from a 2-thread run); predict 1 and 2 cores on the full epoch; compare the
+    speedup with that state's 2-thread runs."""
+    realrun = need("realrun", "run")
+    cal_mod = need("analysis.calibrate")
+    pred = need("analysis.predict")
+    cmp = need("analysis.compare", "compare")
+    spec = study.spec
+    base = spec.run.replace(scheme="hogwild", threads=1, options={**dict(spec.run.options), **options})
+    for t in (1, 2):  # warm-up: compiles this kernel variant outside the measurements
+        realrun(base.replace(threads=t, epochs=1), problem=problem)
+    ones, twos, probes = [], [], []
+    _coherence_probe(study, f"{name}: before repeat 0", probes)
+    for rep in range(spec.repeats):
+        study.check_budget(f"regime {name} repeat {rep}")
+        ones.append(realrun(base, problem=problem))
+        twos.append(realrun(base.replace(threads=2), problem=problem))
+        _coherence_probe(study, f"{name}: after repeat {rep}", probes)
+        study.tick(note=f"regime {name} #{rep}")
+    reps, note = list(range(len(twos))), ""
+    if len(probes) == len(twos) + 1:
+        main = _main_state(cal_mod.probe_states(cal_mod.probe_table(probes)))
+        if main is None:
+            note = "no repeat had steady probes on both sides: all pooled"
+        else:
+            reps = main
+            if len(reps) < len(twos):
+                note = f"host moved: compared with repeats {reps} (one state)"
+        probes = [probes[i] for i in sorted({i for r in reps for i in (r, r + 1)})]
+    order = np.argsort([r.samples_per_s for r in ones])
+    calib_run = ones[int(order[len(order) // 2])]
+    if probes:
+        pingpong, overlap = cal_mod.pooled_probes(probes)
+    else:
+        pingpong, overlap = need("realrun", "pingpong")(), None
+    cal, how = cal_mod.calibrate_split(calib_run, problem=problem, pingpong=pingpong, spec=base, overlap=overlap)
+    p = pred.predict_detail(base, cal, cores=(1, 2), problem=problem, engine=spec.sim_engine, max_samples=None)
+    table = cmp(pred.measured(ones + [twos[r] for r in reps]), p)
+    row = table[(table["threads"] == 2) & (table["figure"] == "speedup")].iloc[0]
+    m1 = np.array([r.samples_per_s for r in ones])
+    m2 = np.array([twos[r].samples_per_s for r in reps])
+    hw = cal.machine
+    return {"workload": WORKLOAD, "regime": name, "prefetch": int(options["prefetch"]), "scheme": "hogwild",
+            "threads": 2, "figure": "speedup", "measured": float(row["measured"]),
+            "measured_lo": float(m2.min() / np.median(m1)), "measured_hi": float(m2.max() / np.median(m1)),
+            "predicted": float(row["predicted"]), "observed": float(row["observed"]), "bound": float(row["bound"]),
+            "relation": row["relation"], "verdict": row["verdict"], "threshold_name": row["threshold_name"],
+            "repeats_compared": len(reps), "pingpong_ns": float(cal_mod.coherence_ns(pingpong)),
+            "read_miss_ns": int(hw.coherence_cost), "store_miss_ns": int(hw.store_miss_cost),
+            "miss_overlap_ns": int(hw.miss_overlap), "one_thread_samples_per_s": float(np.median(m1)),
+            "calibration": how, "note": note}
+
+
+def section_regimes(study: Study) -> None:
+    """Issue 13's out-of-sample test in its two regimes (:data:`REGIMES`): table ``regimes``."""
+    spec = study.spec
+    if "hogwild" not in spec.schemes or 2 not in spec.threads:
+        raise Unavailable("needs hogwild among the study's schemes and 2 among its thread counts")
+    need("realrun", "run")
+    problem = _problem(study, WORKLOAD, spec.run)
+    rows = []
+    complete = False
+    try:
+        for name, options in REGIMES:
+            rows.append(_regime(study, name, options, problem))
+        complete = True
+    finally:
+        if rows:
+            study.put("regimes", pd.DataFrame(rows), kind="measured", section="regimes", complete=complete)
 
 
 def _compare(study: Study, prefix: str, section: str) -> None:
@@ -1224,6 +1314,8 @@ SECTIONS: tuple[Section, ...] = (
             lambda s: _n_sim(s.schemes, s.threads, s.predict_cores)),
     Section("compare", "Measured vs predicted", section_compare,  # + one implied-coherence fit per parallel point
             lambda s: max(1, sum(sc != "serial" for sc in s.schemes) * sum(t > 1 for t in s.threads))),
+    Section("regimes", "Two row-visit regimes: cache-friendly and latency-bound (hogwild, 1 -> 2 threads)",
+            section_regimes, lambda s: len(REGIMES) * s.repeats),
     Section("noise", "Noise terms of the perturbed iterate (hwsim)", section_noise),
     Section("theory", "Theory checks", section_theory),
     Section("stragglers", "Synchronous minibatch SGD under stragglers (hwsim)", section_stragglers),
