@@ -418,7 +418,8 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
               delay: str = "empirical", line_coords: int = LINE_COORDS, epoch_seconds=None,
               spec=None, layout: str | None = None, miss_overlap: float | None = None,
               miss_overlap_source: str | None = None, store_coherence_cost: float | None = None,
-              store_coherence_source: str | None = None, fitted: Fit | None = None) -> Calibration:
+              store_coherence_source: str | None = None, atomic_write_cost: float | None = None,
+              atomic_write_source: str | None = None, fitted: Fit | None = None) -> Calibration:
     """Fit an ``hwsim.Machine`` to a realrun trace (module docstring).
 
     ``samples``: a SAMPLE_SCHEMA trace, or a ``realrun.RealResult`` (its samples,
@@ -439,6 +440,9 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     ``store_coherence_cost`` (ns; None: the same as the coherence cost): the miss cost of a
     plain store (``hwsim.Machine``'s field; 0 with :data:`WRITE_MISSES_OFF_PATH`, the
     default of :func:`calibrate_split`); ``store_coherence_source`` says why.
+    ``atomic_write_cost`` (ns; None: ``write_cost``): what an atomic-instruction store takes
+    (``hwsim.Machine``'s field), e.g. :func:`atomic_write_ns` of a 1-thread ``hogwild-atomic``
+    run; ``atomic_write_source`` says where it came from.
     ``fitted``: the :func:`fit` of this same trace, already computed (a calibration's
     ``.fit``), so calibrating one trace several ways fits it once.
     """
@@ -480,9 +484,15 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
         raise ValueError(f"calibrate: store_coherence_cost = {store_coherence_cost!r}: must be a number of ns >= 0 "
                          "(0: write misses off the critical path), or None for the same cost as coherence_cost")
     sc = None if store_coherence_cost is None else int(round(float(store_coherence_cost)))
+    if atomic_write_cost is not None and not (isinstance(atomic_write_cost, (int, float, np.integer, np.floating))
+                                              and math.isfinite(atomic_write_cost) and atomic_write_cost > 0):
+        raise ValueError(f"calibrate: atomic_write_cost = {atomic_write_cost!r}: must be a number of ns > 0 (e.g. "
+                         "atomic_write_ns(...) of a 1-thread hogwild-atomic run), or None for write_cost")
+    aw = None if atomic_write_cost is None else max(int(round(float(atomic_write_cost))), 1)
     machine = machine_class()(cores=1, read_cost=f.read_cost, write_cost=f.write_cost, delay=delay_model(f, delay),
                             coherence_cost=max(int(round(cc)), 0), atomic_coherence_cost=ac,
-                            store_coherence_cost=sc, miss_overlap=hide, line_coords=int(line_coords))
+                            store_coherence_cost=sc, atomic_write_cost=aw, miss_overlap=hide,
+                            line_coords=int(line_coords))
     provenance = {"fitted_on_threads": list(f.fitted_on_threads), "trace_sha256": f.trace_sha256,
                   "samples": f.n_samples, "delay_model": delay, "coherence_source": cc_src,
                   "coherence_ns": cc, "epoch_overhead_ns": f.epoch_overhead_ns, "memory_layout": layout,
@@ -493,21 +503,27 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     if miss_overlap is not None:
         hidden = (float(miss_overlap), miss_overlap_source or "given (miss_overlap=)")
         provenance["miss_overlap_ns"], provenance["miss_overlap_source"] = hidden
+    awrite = None
+    if aw is not None:
+        awrite = (float(atomic_write_cost), atomic_write_source or "given (atomic_write_cost=)")
+        provenance["atomic_write_ns"], provenance["atomic_write_source"] = awrite
     store = None
     if sc is not None:
         store = (float(store_coherence_cost), store_coherence_source or "given (store_coherence_cost=)")
         provenance["store_coherence_ns"], provenance["store_coherence_source"] = store
     return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay, atomic=atomic_coherence_cost,
-                                                           hidden=hidden, store=store),
+                                                           hidden=hidden, store=store, atomic_write=awrite),
                        provenance=provenance, fit=f)
 
 
 def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
                  atomic: float | None = None, hidden: tuple[float, str] | None = None,
-                 store: tuple[float, str] | None = None) -> pd.DataFrame:
+                 store: tuple[float, str] | None = None,
+                 atomic_write: tuple[float, str] | None = None) -> pd.DataFrame:
     """The fit report: one row per fitted quantity (``item, model, value, unit, method, ks,
     ks_pvalue, r2, n, chosen, note``); ``hidden``: (miss_overlap ns, how it was measured);
-    ``store``: (store_coherence_cost ns, why)."""
+    ``store``: (store_coherence_cost ns, why); ``atomic_write``: (atomic_write_cost ns, how
+    it was measured)."""
     by = f.costs.set_index("target")
     split = "" if f.phases else "phases not recorded: the cycle's slope split evenly between read and write"
     rows = [
@@ -520,6 +536,10 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
          "half the slope of the median cycle time on support size",
          "r2": by.loc["write" if f.phases else "cycle", "r2"], "n": f.n_samples,
          "note": f"fitted {f.write_slope:.4g}, rounded to whole ticks"},
+        *([{"item": "atomic_write_cost", "model": "", "value": float(atomic_write[0]), "unit": "ns/coordinate",
+             "method": atomic_write[1], "n": math.nan,
+             "note": "atomic-instruction stores (hogwild-atomic; hogwild with write_mode atomic); rounded to "
+                     "whole ticks"}] if atomic_write is not None else []),
         {"item": "cycle", "model": "", "value": f.mean_cycle_ns, "unit": "ns/sample",
          "method": "mean time from a sample's start to the worker's next start", "r2": by.loc["cycle", "r2"],
          "n": f.n_samples, "note": f"mean support {f.mean_support:.4g}"},
@@ -558,6 +578,38 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
     df["chosen"] = df["chosen"].fillna(False).astype(bool) if "chosen" in df.columns else False
     df["fitted_on_threads"] = ",".join(str(t) for t in f.fitted_on_threads)
     return df
+
+
+def atomic_write_ns(samples, *, problem=None, terms=None, epoch_seconds=None) -> tuple[float, str]:
+    """What one atomic-instruction store takes (ns): the write-phase slope on support size
+    of a 1-thread run whose stores are atomic instructions (``hogwild-atomic``, or ``hogwild``
+    with ``write_mode = "atomic"``; a realrun result or its sample trace) -- :func:`fit`'s
+    ``write_slope``, the same regression as ``write_cost``.  One thread, so no line ever
+    moves: what is left is the locked instruction's own cost.  Returns (ns, a sentence for
+    the fit table).  Raises ValueError when the trace has no write phase or more threads."""
+    spec = None
+    if not isinstance(samples, pd.DataFrame):
+        spec = getattr(samples, "spec", None)
+        epoch_seconds = getattr(samples, "epoch_seconds", None) if epoch_seconds is None else epoch_seconds
+        samples = samples.samples
+    if spec is not None and (spec.threads != 1 or not _atomic_spec(spec)):
+        raise ValueError(f"atomic_write_ns: a run of {spec.scheme} (write_mode {spec.write_mode}) on {spec.threads} "
+                         "threads: give a 1-thread run whose stores are atomic instructions (hogwild-atomic, or "
+                         "hogwild with write_mode = 'atomic')")
+    f = fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
+    if f.fitted_on_threads != (1,):
+        raise ValueError(f"atomic_write_ns: the trace ran on threads {f.fitted_on_threads}: give a 1-thread run")
+    if not f.phases:
+        raise ValueError("atomic_write_ns: the trace records no write phase (t_write_start): give an instrumented "
+                         "realrun trace")
+    return float(f.write_slope), (f"write-phase slope on support size of a 1-thread run with atomic-instruction "
+                                  f"stores ({f.n_samples} samples; plain stores' slope is write_cost's)")
+
+
+def _atomic_spec(spec) -> bool:
+    from hwsim.model import atomic_stores
+
+    return atomic_stores(spec)
 
 
 # --- hidden misses: the memory stall a sample overlaps transfers with -------------------------------

@@ -414,6 +414,21 @@ def cmd_calibrate(args) -> int:
                                                                                      "least-squares")))
     kw = dict(problem=problem, spec=spec, epoch_seconds=run0["epoch_seconds"],
               layout="by-degree" if relabel else "as-given")
+    if args.atomic_run:  # what a locked store takes: the write-phase slope of a 1-thread atomic-store run
+        from hwsim.model import atomic_stores
+
+        from .calibrate import atomic_write_ns
+
+        aspec, asamples, _ = _read_run_dir(args.atomic_run)
+        if aspec.threads != 1 or not atomic_stores(aspec):
+            raise CLIError(f"--atomic-run {args.atomic_run}: a {aspec.threads}-thread {aspec.scheme} run (write_mode "
+                           f"{aspec.write_mode}); give a 1-thread run of hogwild-atomic, or of hogwild with "
+                           "write_mode = 'atomic' (wildcheck run SPEC --scheme hogwild-atomic --threads 1)")
+        try:
+            ns, src = atomic_write_ns(asamples, problem=problem if aspec.data == spec.data else _build(aspec))
+        except ValueError as exc:
+            raise CLIError(f"--atomic-run {args.atomic_run}: {exc}") from None
+        kw.update(atomic_write_cost=max(ns, 1.0), atomic_write_source=f"{src}: {args.atomic_run}")
     if pingpong is not None and args.coherence == "split":
         from .calibrate import calibrate_split
 
@@ -816,6 +831,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --coherence split: on (default): a sample hides coherence misses under its 1-thread "
                           "memory stall (the run's mean cycle minus the kernel on cache-resident rows: "
                           "Machine.miss_overlap); off: every miss is charged")
+    cal.add_argument("--atomic-run", default=None, metavar="RUN_DIR",
+                     help="a 1-thread hogwild-atomic run (wildcheck run ... --scheme hogwild-atomic --threads 1): its "
+                          "write-phase slope becomes Machine.atomic_write_cost, what a locked store takes")
     cal.add_argument("--write-misses", choices=("off-path", "charged"), default="off-path",
                      help="with --coherence split: off-path (default): a plain store's miss costs the core nothing "
                           "(nothing later waits for a plain store, nor for an rmw write's load: "

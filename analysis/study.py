@@ -681,7 +681,8 @@ def section_real(study: Study) -> None:
 
 
 def section_calibrate(study: Study) -> None:
-    """Fit the simulated machine to the 1-thread hogwild run (+ ping-pong), or pin one."""
+    """Fit the simulated machine to the 1-thread hogwild run (+ the coherence probes, and the
+    1-thread hogwild-atomic run for what a locked store takes), or pin one."""
     spec = study.spec
     cal_mod = need("analysis.calibrate", "calibrate")
     Machine = need("hwsim", "Machine")
@@ -710,16 +711,27 @@ def section_calibrate(study: Study) -> None:
         except (Unavailable, RuntimeError) as exc:
             how = f"coherence cost off: {exc}"
             study.state.setdefault("partial", {})["calibrate"] = how
+    kw, atomic_note = {}, ""
+    atomic = study.state.get("real_results", {}).get((WORKLOAD, "hogwild-atomic", 1))
+    if atomic is not None:  # what a locked store takes, from the 1-thread hogwild-atomic run (no line moves)
+        try:
+            ns, src = need("analysis.calibrate", "atomic_write_ns")(atomic, problem=problem)
+            kw = {"atomic_write_cost": max(ns, 1.0), "atomic_write_source": src}
+            atomic_note = f"; atomic-instruction stores take {ns:.3g} ns (the 1-thread hogwild-atomic run)"
+        except ValueError as exc:
+            atomic_note = f"; atomic-instruction stores take write_cost ({exc})"
     if pingpong is not None:
         cal, how = need("analysis.calibrate", "calibrate_split")(res, problem=problem, pingpong=pingpong,
-                                                                 spec=res.spec, overlap=overlap)
+                                                                 spec=res.spec, overlap=overlap, **kw)
+        how += atomic_note
         if probes:
             how += (f"; median of {len(probes)} coherence probes taken before and between the real runs' repeats "
                     f"(table coherence_probes){state_note}")
         elif study.state.get("probes_unavailable"):
             how += f"; {study.state['probes_unavailable']}"
     else:
-        cal = cal_mod(res, problem=problem)
+        cal = cal_mod(res, problem=problem, **kw)
+        how += atomic_note
     study.state["calibration"] = cal
     study.state["machine_source"] = f"calibrated on the 1-thread hogwild run; {how}"
     _write_machine(study, cal)

@@ -967,7 +967,8 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
     maxlen = max(1, int(sizes.max()) if sizes.size else 1)
     trace = bool(coord_trace) or sink is not None
     stream = sink is not None
-    mc = np.array([C, machine.read_cost, machine.write_cost, machine.coherence_cost, machine.line_coords,
+    W = machine.atomic_store_cost if atomic_stores(spec) else machine.write_cost  # a store's cost before a miss
+    mc = np.array([C, machine.read_cost, W, machine.coherence_cost, machine.line_coords,
                    int(sliced), machine.quantum or 0, machine.switch_cost or 0, T, scheme, int(rmw),
                    int(trace), int(x.dtype == np.int64), words, DELAY_BLOCK, lshift, int(stream), maxlen,
                    machine.atomic_miss_cost if atomic_stores(spec) else machine.store_miss_cost,

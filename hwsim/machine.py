@@ -34,6 +34,12 @@ class Machine:
         with more threads than cores the OS time-slices (``quantum``, ``switch_cost``).
     read_cost, write_cost
         Ticks per coordinate read / write (integers >= 1).
+    atomic_write_cost
+        Ticks per *atomic-instruction* store (``hogwild-atomic``, and ``hogwild`` with
+        ``write_mode = "atomic"``: realrun's compare-and-swap loop), ``None`` (default) =
+        ``write_cost``.  A locked instruction drains the store buffer and waits for its own
+        result, so on hardware it costs several times a plain store even alone on one core
+        (``analysis.calibrate``: the write-phase slope of a 1-thread run of such a scheme).
     delay
         The compute-delay model (:mod:`hwsim.delays`) of every core, or a tuple with one
         model per core.
@@ -76,6 +82,7 @@ class Machine:
     cores: int = 1
     read_cost: int = 1
     write_cost: int = 1
+    atomic_write_cost: int | None = None
     delay: Any = field(default_factory=lambda: Constant(50))
     coherence_cost: int = 0
     atomic_coherence_cost: int | None = None
@@ -98,6 +105,12 @@ class Machine:
         """Ticks an atomic-instruction store pays on a miss (``atomic_coherence_cost``, or
         ``coherence_cost`` when that is None)."""
         return int(self.coherence_cost if self.atomic_coherence_cost is None else self.atomic_coherence_cost)
+
+    @property
+    def atomic_store_cost(self) -> int:
+        """Ticks an atomic-instruction store takes before a miss (``atomic_write_cost``, or
+        ``write_cost`` when that is None)."""
+        return int(self.write_cost if self.atomic_write_cost is None else self.atomic_write_cost)
 
     @property
     def store_miss_cost(self) -> int:
@@ -125,6 +138,8 @@ class Machine:
             d["delay"] = [m.to_dict() for m in self.delay]
         else:
             d["delay"] = self.delay.to_dict()
+        if self.atomic_write_cost is not None:
+            d["atomic_write_cost"] = int(self.atomic_write_cost)
         if self.atomic_coherence_cost is not None:
             d["atomic_coherence_cost"] = int(self.atomic_coherence_cost)
         if self.store_coherence_cost is not None:
@@ -167,6 +182,9 @@ def validate(m: Machine) -> None:
     need_int("read_cost", 1, 1)
     need_int("write_cost", 1, 1)
     need_int("coherence_cost", 0, 0)
+    if m.atomic_write_cost is not None and (not _int(m.atomic_write_cost) or m.atomic_write_cost < 1):
+        raise MachineError("atomic_write_cost", m.atomic_write_cost, "must be an integer >= 1 or None "
+                           "(None: the same as write_cost)", "e.g. atomic_write_cost=5, or leave it out")
     if m.atomic_coherence_cost is not None and (not _int(m.atomic_coherence_cost) or m.atomic_coherence_cost < 0):
         raise MachineError("atomic_coherence_cost", m.atomic_coherence_cost, "must be an integer >= 0 or None "
                            "(None: the same as coherence_cost)", "e.g. atomic_coherence_cost=30, or leave it out")

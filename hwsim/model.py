@@ -41,7 +41,9 @@ One sample (thread w on core c; term e with support j_0 < ... < j_{m-1})
        t = position·T + w)``; the compute delay d is the next draw of the *running*
        core's delay stream; wait d ticks.
     4. WRITES: at the event after the delay ``t_write_start = now``; for i = 0..m-1: issue
-       write i -- cost ``write_cost + miss(c, j_i)``, miss decided first; a non-atomic
+       write i -- cost ``write_cost + miss(c, j_i)`` (an atomic-instruction store,
+       :func:`atomic_stores`: ``machine.atomic_store_cost`` instead of ``write_cost``), miss
+       decided first; a non-atomic
        (``rmw``) write then reads the raw stored value ``old = x[j_i]`` now and touches the
        line -- and wait the cost; at the event that ends the wait the store *lands*:
        atomic: ``add_value(x, j, encode_delta(x, u_i))``; rmw: ``x[j] = old`` then
@@ -130,10 +132,11 @@ Delays
 
 Not modelled (on purpose, to keep the rules exact and small)
     Cold caches (every core starts with a valid copy of every line), memory bandwidth and
-    queueing in the memory system, lock and atomic-instruction costs (locks cost 0 ticks;
-    an atomic add costs ``write_cost`` like a plain store), the instruction cost of the
-    gradient beyond the drawn delay, and NUMA.  Calibrate ``read_cost``, ``write_cost``,
-    ``coherence_cost`` and the delay model to absorb them (analysis.calibrate).
+    queueing in the memory system, lock costs (locks cost 0 ticks; an atomic-instruction
+    store costs ``atomic_write_cost``, which defaults to ``write_cost``), the instruction
+    cost of the gradient beyond the drawn delay, and NUMA.  Calibrate ``read_cost``,
+    ``write_cost``, ``atomic_write_cost``, the coherence costs and the delay model to absorb
+    them (analysis.calibrate).
 
 Arithmetic
     Only through :func:`workload.fixed.read_value`, :func:`~workload.fixed.encode_delta`,

@@ -172,6 +172,7 @@ class _Machine:
         # coherence: per line, a bit set of the cores holding a valid copy
         self.H = machine.coherence_cost
         self.HW = machine.atomic_miss_cost if atomic_stores(spec) else machine.store_miss_cost  # a store's miss cost
+        self.W = machine.atomic_store_cost if atomic_stores(spec) else machine.write_cost  # and its cost before one
         self.tracked = machine.coherence_tracked
         self.line_coords = machine.line_coords
         self.valid = [(1 << machine.cores) - 1] * line_count(t.n, machine.line_coords)
@@ -337,7 +338,7 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     for i in range(m):
         j = int(idx[i])
         paid, left = charged(sim.miss(th.core, j, sim.HW), left)
-        cost = sim.machine.write_cost + paid
+        cost = sim.W + paid
         if sim.rmw:
             old = x[j]
             snap = sim.nstores[j]

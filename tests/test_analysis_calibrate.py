@@ -356,6 +356,46 @@ def test_calibrate_split_hides_misses_under_the_measured_stall_or_says_why_not(m
     assert c.machine.miss_overlap == 0 and "no hidden misses" in how and "no realrun here" in how
 
 
+def test_atomic_write_cost_from_a_one_thread_atomic_run(tmp_path):
+    """A 1-thread trace whose stores take 4.6 ns per coordinate (read 1, compute 50): the
+    atomic store cost is the write-phase slope, 4.6; the machine takes it rounded (5), the
+    fit table and the provenance say where it came from, and it survives save / load.  A
+    2-thread trace, a trace without phases and a run of plain stores are refused by name."""
+    pytest.importorskip("hwsim.machine")
+    terms = _terms()
+    compute = np.full(N_SAMPLES, 50, np.int64)
+    rng = np.random.default_rng(1)
+    term = rng.integers(0, terms.N, N_SAMPLES)
+    s = terms.support_sizes()[term]
+    atomic = trace_from_phases(np.zeros(N_SAMPLES, np.int64), term, s * 1, compute, np.rint(s * 4.6).astype(np.int64))
+    ns, src = cal.atomic_write_ns(atomic, terms=terms)
+    assert ns == pytest.approx(4.6, abs=0.05) and "1-thread run with atomic-instruction stores" in src
+    plain = _trace(terms, rc=1, wc=1, compute=compute)
+    c = cal.calibrate(plain, terms=terms, atomic_write_cost=ns, atomic_write_source=src)
+    m = c.machine
+    assert (m.write_cost, m.atomic_write_cost, m.atomic_store_cost) == (1, 5, 5)
+    row = c.table.set_index("item").loc["atomic_write_cost"]
+    assert row["value"] == pytest.approx(ns) and row["method"] == src
+    assert c.provenance["atomic_write_ns"] == pytest.approx(ns)
+    c.save(tmp_path / "a.toml")
+    assert cal.load_calibration(tmp_path / "a.toml").machine == m
+    assert cal.calibrate(plain, terms=terms).machine.atomic_write_cost is None
+    for bad in (0.0, -2.0, math.nan):
+        with pytest.raises(ValueError, match="atomic_write_cost"):
+            cal.calibrate(plain, terms=terms, atomic_write_cost=bad)
+    with pytest.raises(ValueError, match="1-thread run"):
+        cal.atomic_write_ns(_trace(terms, rc=1, wc=5, compute=compute, workers=2), terms=terms)
+    with pytest.raises(ValueError, match="no write phase"):
+        cal.atomic_write_ns(_trace(terms, rc=1, wc=5, compute=compute, phases=False), terms=terms)
+
+    class Run:  # a realrun result of plain stores
+        samples, epoch_seconds = atomic, None
+        spec = __import__("workload.spec", fromlist=["RunSpec"]).RunSpec(scheme="hogwild", threads=1)
+
+    with pytest.raises(ValueError, match="atomic instructions"):
+        cal.atomic_write_ns(Run(), terms=terms)
+
+
 def test_memory_stall_by_hand():
     """Mean cycle 600 ns at mean support 75; the kernel on resident rows runs 8M samples/s
     over samples of support 80 (1.5625 ns per coordinate): stall 600 - 75·1.5625 = 482.8125

@@ -206,6 +206,17 @@ params = {{ n_features = 500 }}
                  "--write-misses", "charged", "-q"]) == 0
     assert "miss_overlap" not in (tmp_path / "m-off.toml").read_text()
     assert "store_coherence_cost" not in (tmp_path / "m-off.toml").read_text()
+    # what a locked store takes, from a 1-thread hogwild-atomic run; a plain run is refused by name
+    assert main(["run", str(spec), "--threads", "1", "--scheme", "hogwild-atomic", "--out", str(tmp_path / "run1a"),
+                 "-q"]) == 0
+    assert main(["calibrate", str(tmp_path / "run1"), "--out", str(tmp_path / "m-atomic.toml"), "--atomic-run",
+                 str(tmp_path / "run1a"), "--probes", "1", "-q"]) == 0
+    text = (tmp_path / "m-atomic.toml").read_text()
+    assert "atomic_write_cost = " in text and "atomic_write_source" in text
+    capsys.readouterr()
+    assert main(["calibrate", str(tmp_path / "run1"), "--out", str(tmp_path / "m-bad.toml"), "--atomic-run",
+                 str(tmp_path / "run1"), "-q"]) == EXIT_USAGE
+    assert "--atomic-run" in capsys.readouterr().err and not (tmp_path / "m-bad.toml").exists()
     if len(os.sched_getaffinity(0)) >= 2:  # three coherence probes, pooled, kept next to the machine
         probes = __import__("pandas").read_parquet(tmp_path / "machine.probes.parquet")
         assert len(probes) == 3 and (probes["pingpong_ns"] > 0).all()

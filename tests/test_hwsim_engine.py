@@ -300,6 +300,26 @@ def test_store_miss_costs_by_hand(scheme, write_mode, H, A, S, end_k1, ticks):
     assert r.ticks == ticks
 
 
+@pytest.mark.parametrize("scheme, write_mode, A, AW, t_end, ticks", [
+    ("hogwild", "atomic", None, 3, [4, 17, 8, 24], 24),  # every store takes AW = 3 before its miss
+    ("hogwild-atomic", "rmw", 25, 3, [4, 32, 8, 39], 39),  # ... and an atomic miss of 25
+    ("hogwild", "rmw", None, 3, [2, 15, 4, 20], 20),  # plain stores take write_cost: the first case
+])
+def test_atomic_write_cost_by_hand(scheme, write_mode, A, AW, t_end, ticks):
+    """The case of test_coherence_miss_and_tie_break_by_hand with ``atomic_write_cost`` AW =
+    3: c0's k0 store lands at 1 + 3 = 4, k2 reads 4 -> 5 and lands at 8; c1's k1 store,
+    issued at 4, misses (H = 10, or A) and lands at 4 + 3 + 10 = 17 (32); k3 reads a line
+    c1 owns -> 18 (33), delay 3, its store (a hit) lands 3 later."""
+    problem = _rows_on_one_line(np.ones((4, 1)))
+    spec = RunSpec(problem="least-squares", scheme=scheme, threads=2, epochs=1, order="fixed-shuffle", seed=0,
+                   write_mode=write_mode)
+    m = Machine(cores=2, read_cost=1, write_cost=1, coherence_cost=10, atomic_coherence_cost=A, atomic_write_cost=AW,
+                delay=(Constant(0), Constant(3)))
+    r = run_both(spec, m, problem)
+    assert r.samples["t_end"].tolist() == t_end
+    assert r.ticks == ticks
+
+
 @pytest.mark.parametrize("A, B, end_k1, ticks", [
     (None, 0, 15, 20),  # no budget: the miss costs H = 10, as above
     (None, 4, 11, 16),  # 4 of the 10 ticks hidden
