@@ -466,29 +466,12 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
         cc, cc_src = coherence_ns(pingpong), "realrun.pingpong"
     else:
         cc, cc_src = 0.0, "none given: coherence off"
-    if atomic_coherence_cost is not None and not (isinstance(atomic_coherence_cost, (int, float, np.integer,
-                                                                                     np.floating))
-                                                  and math.isfinite(atomic_coherence_cost)
-                                                  and atomic_coherence_cost >= 0):
-        raise ValueError(f"calibrate: atomic_coherence_cost = {atomic_coherence_cost!r}: must be a number of ns "
-                         ">= 0, or None for the same cost as coherence_cost")
-    ac = None if atomic_coherence_cost is None else int(round(float(atomic_coherence_cost)))
-    if miss_overlap is not None and not (isinstance(miss_overlap, (int, float, np.integer, np.floating))
-                                         and math.isfinite(miss_overlap) and miss_overlap >= 0):
-        raise ValueError(f"calibrate: miss_overlap = {miss_overlap!r}: must be a number of ns >= 0 (e.g. "
-                         "memory_stall_ns(...)), or None for no hidden misses")
-    hide = 0 if miss_overlap is None else int(round(float(miss_overlap)))
-    if store_coherence_cost is not None and not (isinstance(store_coherence_cost, (int, float, np.integer,
-                                                                                   np.floating))
-                                                 and math.isfinite(store_coherence_cost) and store_coherence_cost >= 0):
-        raise ValueError(f"calibrate: store_coherence_cost = {store_coherence_cost!r}: must be a number of ns >= 0 "
-                         "(0: write misses off the critical path), or None for the same cost as coherence_cost")
-    sc = None if store_coherence_cost is None else int(round(float(store_coherence_cost)))
-    if atomic_write_cost is not None and not (isinstance(atomic_write_cost, (int, float, np.integer, np.floating))
-                                              and math.isfinite(atomic_write_cost) and atomic_write_cost > 0):
-        raise ValueError(f"calibrate: atomic_write_cost = {atomic_write_cost!r}: must be a number of ns > 0 (e.g. "
-                         "atomic_write_ns(...) of a 1-thread hogwild-atomic run), or None for write_cost")
-    aw = None if atomic_write_cost is None else max(int(round(float(atomic_write_cost))), 1)
+    ac = _ticks("atomic_coherence_cost", atomic_coherence_cost, ">= 0, or None for the same cost as coherence_cost")
+    hide = _ticks("miss_overlap", miss_overlap, ">= 0 (e.g. memory_stall_ns(...)), or None for no hidden misses") or 0
+    sc = _ticks("store_coherence_cost", store_coherence_cost,
+                ">= 0 (0: write misses off the critical path), or None for the same cost as coherence_cost")
+    aw = _ticks("atomic_write_cost", atomic_write_cost,
+                "> 0 (e.g. atomic_write_ns(...) of a 1-thread hogwild-atomic run), or None for write_cost", lowest=1)
     machine = machine_class()(cores=1, read_cost=f.read_cost, write_cost=f.write_cost, delay=delay_model(f, delay),
                             coherence_cost=max(int(round(cc)), 0), atomic_coherence_cost=ac,
                             store_coherence_cost=sc, atomic_write_cost=aw, miss_overlap=hide,
@@ -514,6 +497,17 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay, atomic=atomic_coherence_cost,
                                                            hidden=hidden, store=store, atomic_write=awrite),
                        provenance=provenance, fit=f)
+
+
+def _ticks(name: str, ns, allowed: str, *, lowest: int = 0) -> int | None:
+    """A calibrate() cost given in ns, as whole ticks (at least ``lowest``), or None; anything
+    but a finite number >= 0 (> 0 when ``lowest`` > 0) is refused with ``allowed`` named."""
+    if ns is None:
+        return None
+    if not (isinstance(ns, (int, float, np.integer, np.floating)) and not isinstance(ns, bool) and math.isfinite(ns)
+            and (ns > 0 if lowest > 0 else ns >= 0)):
+        raise ValueError(f"calibrate: {name} = {ns!r}: must be a number of ns {allowed}")
+    return max(int(round(float(ns))), lowest)
 
 
 def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,

@@ -872,8 +872,10 @@ def _regime(study: Study, name: str, options: dict, problem) -> dict:
     _coherence_probe(study, f"{name}: before repeat 0", probes)
     for rep in range(spec.repeats):
         study.check_budget(f"regime {name} repeat {rep}")
-        ones.append(realrun(base, problem=problem))
-        twos.append(realrun(base.replace(threads=2), problem=problem))
+        for runs, threads in ((ones, 1), (twos, 2)):
+            runs.append(realrun(base.replace(threads=threads), problem=problem))
+            if runs[-1].interrupted:  # Ctrl-C inside realrun: the study keeps what it has and says so
+                raise KeyboardInterrupt
         _coherence_probe(study, f"{name}: after repeat {rep}", probes)
         study.tick(note=f"regime {name} #{rep}")
     reps, note = list(range(len(twos))), ""
