@@ -419,7 +419,8 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
               spec=None, layout: str | None = None, miss_overlap: float | None = None,
               miss_overlap_source: str | None = None, store_coherence_cost: float | None = None,
               store_coherence_source: str | None = None, atomic_write_cost: float | None = None,
-              atomic_write_source: str | None = None, fitted: Fit | None = None) -> Calibration:
+              atomic_write_source: str | None = None, lock_cost: float | None = None,
+              lock_source: str | None = None, fitted: Fit | None = None) -> Calibration:
     """Fit an ``hwsim.Machine`` to a realrun trace (module docstring).
 
     ``samples``: a SAMPLE_SCHEMA trace, or a ``realrun.RealResult`` (its samples,
@@ -442,7 +443,9 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     default of :func:`calibrate_split`); ``store_coherence_source`` says why.
     ``atomic_write_cost`` (ns; None: ``write_cost``): what an atomic-instruction store takes
     (``hwsim.Machine``'s field), e.g. :func:`atomic_write_ns` of a 1-thread ``hogwild-atomic``
-    run; ``atomic_write_source`` says where it came from.
+    run; ``atomic_write_source`` says where it came from.  ``lock_cost`` (ns; None: free
+    locks): what taking one lock costs (``hwsim.Machine.lock_cost``), e.g. :func:`lock_ns` of
+    a 1-thread ``lock-coord`` run; ``lock_source`` says where it came from.
     ``fitted``: the :func:`fit` of this same trace, already computed (a calibration's
     ``.fit``), so calibrating one trace several ways fits it once.
     """
@@ -472,9 +475,10 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
                 ">= 0 (0: write misses off the critical path), or None for the same cost as coherence_cost")
     aw = _ticks("atomic_write_cost", atomic_write_cost,
                 "> 0 (e.g. atomic_write_ns(...) of a 1-thread hogwild-atomic run), or None for write_cost", lowest=1)
+    lk = _ticks("lock_cost", lock_cost, ">= 0 (e.g. lock_ns(...) of a 1-thread lock-coord run), or None for free locks")
     machine = machine_class()(cores=1, read_cost=f.read_cost, write_cost=f.write_cost, delay=delay_model(f, delay),
                             coherence_cost=max(int(round(cc)), 0), atomic_coherence_cost=ac,
-                            store_coherence_cost=sc, atomic_write_cost=aw, miss_overlap=hide,
+                            store_coherence_cost=sc, atomic_write_cost=aw, lock_cost=lk or 0, miss_overlap=hide,
                             line_coords=int(line_coords))
     provenance = {"fitted_on_threads": list(f.fitted_on_threads), "trace_sha256": f.trace_sha256,
                   "samples": f.n_samples, "delay_model": delay, "coherence_source": cc_src,
@@ -490,12 +494,17 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
     if aw is not None:
         awrite = (float(atomic_write_cost), atomic_write_source or "given (atomic_write_cost=)")
         provenance["atomic_write_ns"], provenance["atomic_write_source"] = awrite
+    locks = None
+    if lk is not None:
+        locks = (float(lock_cost), lock_source or "given (lock_cost=)")
+        provenance["lock_ns"], provenance["lock_source"] = locks
     store = None
     if sc is not None:
         store = (float(store_coherence_cost), store_coherence_source or "given (store_coherence_cost=)")
         provenance["store_coherence_ns"], provenance["store_coherence_source"] = store
     return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay, atomic=atomic_coherence_cost,
-                                                           hidden=hidden, store=store, atomic_write=awrite),
+                                                           hidden=hidden, store=store, atomic_write=awrite,
+                                                           locks=locks),
                        provenance=provenance, fit=f)
 
 
@@ -513,11 +522,12 @@ def _ticks(name: str, ns, allowed: str, *, lowest: int = 0) -> int | None:
 def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
                  atomic: float | None = None, hidden: tuple[float, str] | None = None,
                  store: tuple[float, str] | None = None,
-                 atomic_write: tuple[float, str] | None = None) -> pd.DataFrame:
+                 atomic_write: tuple[float, str] | None = None,
+                 locks: tuple[float, str] | None = None) -> pd.DataFrame:
     """The fit report: one row per fitted quantity (``item, model, value, unit, method, ks,
     ks_pvalue, r2, n, chosen, note``); ``hidden``: (miss_overlap ns, how it was measured);
     ``store``: (store_coherence_cost ns, why); ``atomic_write``: (atomic_write_cost ns, how
-    it was measured)."""
+    it was measured); ``locks``: (lock_cost ns, how it was measured)."""
     by = f.costs.set_index("target")
     split = "" if f.phases else "phases not recorded: the cycle's slope split evenly between read and write"
     rows = [
@@ -534,6 +544,9 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
              "method": atomic_write[1], "n": math.nan,
              "note": "atomic-instruction stores (hogwild-atomic; hogwild with write_mode atomic); rounded to "
                      "whole ticks"}] if atomic_write is not None else []),
+        *([{"item": "lock_cost", "model": "", "value": float(locks[0]), "unit": "ns/lock", "method": locks[1],
+             "n": math.nan, "note": "per lock a sample takes (lock-coord: one per coordinate; lock-global: one), "
+                                    "on its first read; rounded to whole ticks"}] if locks is not None else []),
         {"item": "cycle", "model": "", "value": f.mean_cycle_ns, "unit": "ns/sample",
          "method": "mean time from a sample's start to the worker's next start", "r2": by.loc["cycle", "r2"],
          "n": f.n_samples, "note": f"mean support {f.mean_support:.4g}"},
@@ -574,13 +587,15 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
     return df
 
 
-def atomic_write_ns(samples, *, problem=None, terms=None, epoch_seconds=None) -> tuple[float, str]:
-    """What one atomic-instruction store takes (ns): the write-phase slope on support size
-    of a 1-thread run whose stores are atomic instructions (``hogwild-atomic``, or ``hogwild``
-    with ``write_mode = "atomic"``; a realrun result or its sample trace) -- :func:`fit`'s
-    ``write_slope``, the same regression as ``write_cost``.  One thread, so no line ever
-    moves: what is left is the locked instruction's own cost.  Returns (ns, a sentence for
-    the fit table).  Raises ValueError when the trace has no write phase or more threads."""
+def atomic_write_ns(samples, fitted: Fit, *, problem=None, terms=None, epoch_seconds=None) -> tuple[float, str]:
+    """What one atomic-instruction store takes (ns), from a 1-thread run whose stores are
+    atomic instructions (``hogwild-atomic``, or ``hogwild`` with ``write_mode = "atomic"``; a
+    realrun result or its sample trace) and ``fitted``, the :func:`fit` of the plain hogwild
+    run the machine is calibrated on: that fit's (whole-tick) ``write_cost`` plus how much
+    longer the atomic run's mean cycle is, per coordinate of its mean support -- so hwsim's
+    1-thread run of the scheme takes the measured time.  One thread, so no line ever moves:
+    what is left is the locked instructions' own cost.  Returns (ns, a sentence for the fit
+    table).  Raises ValueError for another scheme or thread count."""
     spec = None
     if not isinstance(samples, pd.DataFrame):
         spec = getattr(samples, "spec", None)
@@ -593,11 +608,36 @@ def atomic_write_ns(samples, *, problem=None, terms=None, epoch_seconds=None) ->
     f = fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
     if f.fitted_on_threads != (1,):
         raise ValueError(f"atomic_write_ns: the trace ran on threads {f.fitted_on_threads}: give a 1-thread run")
-    if not f.phases:
-        raise ValueError("atomic_write_ns: the trace records no write phase (t_write_start): give an instrumented "
-                         "realrun trace")
-    return float(f.write_slope), (f"write-phase slope on support size of a 1-thread run with atomic-instruction "
-                                  f"stores ({f.n_samples} samples; plain stores' slope is write_cost's)")
+    extra = (f.mean_cycle_ns - fitted.mean_cycle_ns) / max(f.mean_support, 1e-12)
+    ns = max(fitted.write_cost + extra, 1.0)
+    return ns, (f"write_cost {fitted.write_cost} ns plus the mean cycle of a 1-thread run with atomic-instruction "
+                f"stores ({f.mean_cycle_ns:.4g} ns) beyond the calibration run's ({fitted.mean_cycle_ns:.4g}), per "
+                f"coordinate of the mean support ({f.mean_support:.4g})")
+
+
+def lock_ns(samples, fitted: Fit, *, problem=None, terms=None, epoch_seconds=None) -> tuple[float, str]:
+    """What taking one lock costs (ns): how much longer a sample's mean cycle is in a 1-thread
+    ``lock-coord`` run (one lock per coordinate; a realrun result or its sample trace) than
+    in ``fitted``, the :func:`fit` of the plain hogwild run the machine is calibrated on (the
+    same kernel without the locks), per coordinate of the mean support; clipped at 0.  The
+    mean, not a slope: realrun takes a sample's locks before its ``t_start``, so their time
+    falls in the previous sample's cycle.  Returns (ns, a sentence for the fit table).
+    Raises ValueError for another scheme or thread count."""
+    spec = None
+    if not isinstance(samples, pd.DataFrame):
+        spec = getattr(samples, "spec", None)
+        epoch_seconds = getattr(samples, "epoch_seconds", None) if epoch_seconds is None else epoch_seconds
+        samples = samples.samples
+    if spec is not None and (spec.threads != 1 or spec.scheme != "lock-coord"):
+        raise ValueError(f"lock_ns: a run of {spec.scheme} on {spec.threads} threads: give a 1-thread lock-coord run "
+                         "(one lock per coordinate)")
+    f = fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
+    if f.fitted_on_threads != (1,):
+        raise ValueError(f"lock_ns: the trace ran on threads {f.fitted_on_threads}: give a 1-thread run")
+    ns = max((f.mean_cycle_ns - fitted.mean_cycle_ns) / max(f.mean_support, 1e-12), 0.0)
+    return ns, (f"mean cycle of a 1-thread lock-coord run ({f.mean_cycle_ns:.4g} ns) minus the calibration run's "
+                f"({fitted.mean_cycle_ns:.4g}), per coordinate of the mean support ({f.mean_support:.4g}): one "
+                "lock per coordinate")
 
 
 def _atomic_spec(spec) -> bool:
@@ -681,7 +721,7 @@ WRITE_MISS_RULES = ("off-path", "charged")
 
 
 def calibrate_split(samples, *, problem, pingpong, spec, overlap=None, hidden: bool = True,
-                    write_misses: str = "off-path", **kw) -> tuple[Calibration, str]:
+                    write_misses: str = "off-path", fitted: Fit | None = None, **kw) -> tuple[Calibration, str]:
     """:func:`calibrate` with the coherence split: reads at :func:`in_flight_cost` (``spec``'s
     hogwild run, the sample's misses in flight; ``overlap``: a k-lines fit already taken,
     e.g. :func:`pooled_probes`'s, else one measured now), atomic-instruction stores at the
@@ -690,7 +730,8 @@ def calibrate_split(samples, *, problem, pingpong, spec, overlap=None, hidden: b
     ``hidden`` (default), the sample hides misses under its 1-thread memory stall
     (:func:`measure_memory_stall` with the run's ``options.prefetch``:
     ``hwsim.Machine.miss_overlap``).  ``kw`` go to :func:`calibrate` (``epoch_seconds``,
-    ``layout``, ``delay``, ...).  Falls back to the ping-pong for reads (and charged
+    ``layout``, ``delay``, ...); ``fitted``: the trace's :func:`fit`, already computed.  Falls
+    back to the ping-pong for reads (and charged
     writes) when the k-lines microbenchmark cannot run, and to no hidden misses when the
     resident-rows microbenchmark cannot.  Returns the calibration and a sentence saying
     which costs it used."""
@@ -698,7 +739,7 @@ def calibrate_split(samples, *, problem, pingpong, spec, overlap=None, hidden: b
         raise ValueError(f"calibrate_split: write_misses = {write_misses!r}: must be one of "
                          f"{', '.join(WRITE_MISS_RULES)} ('off-path': a write's miss costs the core nothing; "
                          "'charged': it costs what a read's does)")
-    cal = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, **kw)
+    cal = calibrate(samples, problem=problem, pingpong=pingpong, spec=spec, fitted=fitted, **kw)
     pp = coherence_ns(pingpong)
     notes = []
     extra = {}

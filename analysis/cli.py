@@ -414,21 +414,30 @@ def cmd_calibrate(args) -> int:
                                                                                      "least-squares")))
     kw = dict(problem=problem, spec=spec, epoch_seconds=run0["epoch_seconds"],
               layout="by-degree" if relabel else "as-given")
-    if args.atomic_run:  # what a locked store takes: the write-phase slope of a 1-thread atomic-store run
-        from hwsim.model import atomic_stores
+    # what a locked store and a lock take: 1-thread runs of hogwild-atomic / lock-coord against this (plain) run
+    from hwsim.model import atomic_stores
 
-        from .calibrate import atomic_write_ns
+    from .calibrate import atomic_write_ns, fit, lock_ns
 
-        aspec, asamples, _ = _read_run_dir(args.atomic_run)
-        if aspec.threads != 1 or not atomic_stores(aspec):
-            raise CLIError(f"--atomic-run {args.atomic_run}: a {aspec.threads}-thread {aspec.scheme} run (write_mode "
-                           f"{aspec.write_mode}); give a 1-thread run of hogwild-atomic, or of hogwild with "
-                           "write_mode = 'atomic' (wildcheck run SPEC --scheme hogwild-atomic --threads 1)")
+    for flag, folder, right, what, estimate, field in (
+            ("--atomic-run", args.atomic_run, atomic_stores,
+             "hogwild-atomic, or of hogwild with write_mode = 'atomic' (wildcheck run SPEC --scheme hogwild-atomic "
+             "--threads 1)", atomic_write_ns, "atomic_write"),
+            ("--lock-run", args.lock_run, lambda s: s.scheme == "lock-coord",
+             "lock-coord (wildcheck run SPEC --scheme lock-coord --threads 1)", lock_ns, "lock")):
+        if not folder:
+            continue
+        xspec, xsamples, _ = _read_run_dir(folder)
+        if xspec.threads != 1 or not right(xspec):
+            raise CLIError(f"{flag} {folder}: a {xspec.threads}-thread {xspec.scheme} run (write_mode "
+                           f"{xspec.write_mode}); give a 1-thread run of {what}")
+        if "fitted" not in kw:  # the run's fit, once, for the calibration and the runs held against it
+            kw["fitted"] = fit(samples, problem=problem, epoch_seconds=run0["epoch_seconds"])
         try:
-            ns, src = atomic_write_ns(asamples, problem=problem if aspec.data == spec.data else _build(aspec))
+            ns, src = estimate(xsamples, kw["fitted"], problem=problem if xspec.data == spec.data else _build(xspec))
         except ValueError as exc:
-            raise CLIError(f"--atomic-run {args.atomic_run}: {exc}") from None
-        kw.update(atomic_write_cost=max(ns, 1.0), atomic_write_source=f"{src}: {args.atomic_run}")
+            raise CLIError(f"{flag} {folder}: {exc}") from None
+        kw.update({f"{field}_cost": ns, f"{field}_source": f"{src}: {folder}"})
     if pingpong is not None and args.coherence == "split":
         from .calibrate import calibrate_split
 
@@ -833,7 +842,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "Machine.miss_overlap); off: every miss is charged")
     cal.add_argument("--atomic-run", default=None, metavar="RUN_DIR",
                      help="a 1-thread hogwild-atomic run (wildcheck run ... --scheme hogwild-atomic --threads 1): its "
-                          "write-phase slope becomes Machine.atomic_write_cost, what a locked store takes")
+                          "mean cycle beyond RUN_DIR's sets Machine.atomic_write_cost, what a locked store takes")
+    cal.add_argument("--lock-run", default=None, metavar="RUN_DIR",
+                     help="a 1-thread lock-coord run (wildcheck run ... --scheme lock-coord --threads 1): its mean "
+                          "cycle beyond RUN_DIR's, per coordinate, sets Machine.lock_cost, what one lock costs")
     cal.add_argument("--write-misses", choices=("off-path", "charged"), default="off-path",
                      help="with --coherence split: off-path (default): a plain store's miss costs the core nothing "
                           "(nothing later waits for a plain store, nor for an rmw write's load: "

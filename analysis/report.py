@@ -728,11 +728,15 @@ def render_report(folder: str | Path) -> Path:
                  "the measured one (median of the repeats that ran in the probes' main state; lo/hi: the slowest "
                  "and fastest of them). Reads miss for the k-lines cost at the sample's misses in flight "
                  "(read_miss_ns), plain stores for store_miss_ns (0: a write's miss is off the core's critical "
-                 "path), and a sample hides miss_overlap_ns of them under its own 1-thread memory stall.")
+                 "path), and a sample hides miss_overlap_ns of them under its own 1-thread memory stall. tau0: the "
+                 "share of 2-thread samples that started with no other in flight, measured and predicted -- far "
+                 "more measured than predicted says the threads took turns with other load (the verdict is then "
+                 "not applicable, analysis.compare.CONCURRENCY_TAU0_EXCESS_MAX).")
         doc.table(tables["regimes"][[c for c in ("regime", "prefetch", "measured", "measured_lo", "measured_hi",
                                                   "predicted", "observed", "bound", "verdict", "repeats_compared",
                                                   "pingpong_ns", "read_miss_ns", "store_miss_ns", "miss_overlap_ns",
-                                                  "note") if c in tables["regimes"].columns]])
+                                                  "tau0_measured", "tau0_predicted", "note")
+                                         if c in tables["regimes"].columns]])
     else:
         _status_line(doc, manifest, "regimes")
 

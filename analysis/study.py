@@ -681,8 +681,9 @@ def section_real(study: Study) -> None:
 
 
 def section_calibrate(study: Study) -> None:
-    """Fit the simulated machine to the 1-thread hogwild run (+ the coherence probes, and the
-    1-thread hogwild-atomic run for what a locked store takes), or pin one."""
+    """Fit the simulated machine to the 1-thread hogwild run (+ the coherence probes, the
+    1-thread hogwild-atomic run for what a locked store takes and the 1-thread lock-coord
+    run for what a lock costs), or pin one."""
     spec = study.spec
     cal_mod = need("analysis.calibrate", "calibrate")
     Machine = need("hwsim", "Machine")
@@ -711,15 +712,26 @@ def section_calibrate(study: Study) -> None:
         except (Unavailable, RuntimeError) as exc:
             how = f"coherence cost off: {exc}"
             study.state.setdefault("partial", {})["calibrate"] = how
-    kw, atomic_note = {}, ""
-    atomic = study.state.get("real_results", {}).get((WORKLOAD, "hogwild-atomic", 1))
+    calm = need("analysis.calibrate")
+    f0 = calm.fit(res.samples, problem=problem, epoch_seconds=res.epoch_seconds)
+    kw, atomic_note = {"fitted": f0}, ""
+    ran = study.state.get("real_results", {})
+    atomic = ran.get((WORKLOAD, "hogwild-atomic", 1))
     if atomic is not None:  # what a locked store takes, from the 1-thread hogwild-atomic run (no line moves)
         try:
-            ns, src = need("analysis.calibrate", "atomic_write_ns")(atomic, problem=problem)
-            kw = {"atomic_write_cost": max(ns, 1.0), "atomic_write_source": src}
+            ns, src = calm.atomic_write_ns(atomic, f0, problem=problem)
+            kw.update(atomic_write_cost=ns, atomic_write_source=src)
             atomic_note = f"; atomic-instruction stores take {ns:.3g} ns (the 1-thread hogwild-atomic run)"
         except ValueError as exc:
             atomic_note = f"; atomic-instruction stores take write_cost ({exc})"
+    locked = ran.get((WORKLOAD, "lock-coord", 1))
+    if locked is not None:  # what a lock costs: the 1-thread lock-coord run against the plain one
+        try:
+            ns, src = calm.lock_ns(locked, f0, problem=problem)
+            kw.update(lock_cost=ns, lock_source=src)
+            atomic_note += f"; a lock costs {ns:.3g} ns (the 1-thread lock-coord run)"
+        except ValueError as exc:
+            atomic_note += f"; locks cost nothing ({exc})"
     if pingpong is not None:
         cal, how = need("analysis.calibrate", "calibrate_split")(res, problem=problem, pingpong=pingpong,
                                                                  spec=res.spec, overlap=overlap, **kw)
@@ -896,8 +908,10 @@ def _regime(study: Study, name: str, options: dict, problem) -> dict:
         pingpong, overlap = need("realrun", "pingpong")(), None
     cal, how = cal_mod.calibrate_split(calib_run, problem=problem, pingpong=pingpong, spec=base, overlap=overlap)
     p = pred.predict_detail(base, cal, cores=(1, 2), problem=problem, engine=spec.sim_engine, max_samples=None)
-    table = cmp(pred.measured(ones + [twos[r] for r in reps]), p)
+    meas = pred.measured(ones + [twos[r] for r in reps])
+    table = cmp(meas, p)
     row = table[(table["threads"] == 2) & (table["figure"] == "speedup")].iloc[0]
+    tau0 = need("analysis.compare", "tau0_share")
     m1 = np.array([r.samples_per_s for r in ones])
     m2 = np.array([twos[r].samples_per_s for r in reps])
     hw = cal.machine
@@ -909,7 +923,9 @@ def _regime(study: Study, name: str, options: dict, problem) -> dict:
             "repeats_compared": len(reps), "pingpong_ns": float(cal_mod.coherence_ns(pingpong)),
             "read_miss_ns": int(hw.coherence_cost), "store_miss_ns": int(hw.store_miss_cost),
             "miss_overlap_ns": int(hw.miss_overlap), "one_thread_samples_per_s": float(np.median(m1)),
-            "calibration": how, "note": note}
+            "tau0_measured": tau0(meas.tau[meas.tau["threads"] == 2]), "tau0_predicted": tau0(p.tau[p.tau["threads"] == 2]),
+            "calibration": how,
+            "note": "; ".join(x for x in (note, str(row["note"]) if row["verdict"] == "not applicable" else "") if x)}
 
 
 def section_regimes(study: Study) -> None:

@@ -80,7 +80,8 @@ from workload.schedule import schedule_args, step_at
 from .delays import DELAY_BLOCK, DelayStream
 from .machine import Machine, line_count
 from .model import (ORDER_SCHEMA, SCHEME_LOCK_COORD, SCHEME_LOCK_GLOBAL, SCHEME_NONE, SCHEME_ROUND_ROBIN, SampleArrays,
-                    SimResult, all_orders, atomic_stores, charged, history_frame, scheme_code, turn_sequence)
+                    SimResult, all_orders, atomic_stores, charged, history_frame, lock_ticks, scheme_code,
+                    turn_sequence)
 
 INF = np.int64(2**62)
 
@@ -120,7 +121,7 @@ U = np.uint64
 
 # machine constants (mc)
 MC_CORES, MC_R, MC_W, MC_H, MC_LC, MC_SLICED, MC_Q, MC_S, MC_T, MC_SCHEME, MC_RMW, MC_TRACE, MC_FIXED, \
-    MC_WORDS, MC_B, MC_LSHIFT, MC_STREAM, MC_MAXLEN, MC_HW, MC_HT, MC_HIDE = range(21)
+    MC_WORDS, MC_B, MC_LSHIFT, MC_STREAM, MC_MAXLEN, MC_HW, MC_HT, MC_HIDE, MC_LOCK = range(22)
 # scalars (sc)
 SC_STARTED, SC_READDONE, SC_FINISHED, SC_OP, SC_NEXTROW, SC_LOST, SC_ARRIVED, SC_TURN, SC_RQH, SC_RQN, \
     SC_GHOLD, SC_GHEAD, SC_GTAIL, SC_NOW, SC_DONE, SC_FRESH, SC_NEEDCORE, SC_BASE, SC_FREE, SC_NFREE = range(20)
@@ -810,7 +811,10 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                     th[t, TH_JN] = indices[lo + 1]
                     _line_hint(vflat, th[t, TH_JN], words, HT, lsh, LC)
                 ms, th[t, TH_HIDE] = _charged(_miss(valid, c, np.int64(indices[lo]), H, lsh, LC), mc[MC_HIDE])
-                _schedule(th, cs, tree, mc, t, R + ms, now)
+                lk = mc[MC_LOCK]  # read 0 also takes the locks' cost (hwsim.model.lock_ticks; 0 without locks)
+                if coord_locks:
+                    lk *= m
+                _schedule(th, cs, tree, mc, t, R + ms + lk, now)
                 break
         if cs[CS_KEY, c] == INF:  # the thread blocked (a scheduled core updated the tree itself)
             _tree_update(tree, cs, c)
@@ -972,7 +976,9 @@ def run_fast(spec, machine: Machine, problem, *, coord_trace: bool = True, with_
                    int(sliced), machine.quantum or 0, machine.switch_cost or 0, T, scheme, int(rmw),
                    int(trace), int(x.dtype == np.int64), words, DELAY_BLOCK, lshift, int(stream), maxlen,
                    machine.atomic_miss_cost if atomic_stores(spec) else machine.store_miss_cost,
-                   int(machine.coherence_tracked), machine.miss_overlap], dtype=np.int64)
+                   int(machine.coherence_tracked), machine.miss_overlap,
+                   lock_ticks(spec, machine, 1) if scheme in (SCHEME_LOCK_GLOBAL, SCHEME_LOCK_COORD) else 0],
+                  dtype=np.int64)
     total = sum(o.size for ep in orders for o in ep)
     if stream:
         rows = max(int(sink.chunk_rows), 4 * T * maxlen)

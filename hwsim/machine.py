@@ -34,12 +34,16 @@ class Machine:
         with more threads than cores the OS time-slices (``quantum``, ``switch_cost``).
     read_cost, write_cost
         Ticks per coordinate read / write (integers >= 1).
+    lock_cost
+        Ticks a sample pays per lock it takes (``lock-coord``: one per coordinate;
+        ``lock-global``: one), added to its first read (:func:`hwsim.model.lock_ticks`): the
+        locked instructions that take and release them.  0 (default) = free locks.
     atomic_write_cost
         Ticks per *atomic-instruction* store (``hogwild-atomic``, and ``hogwild`` with
         ``write_mode = "atomic"``: realrun's compare-and-swap loop), ``None`` (default) =
         ``write_cost``.  A locked instruction drains the store buffer and waits for its own
         result, so on hardware it costs several times a plain store even alone on one core
-        (``analysis.calibrate``: the write-phase slope of a 1-thread run of such a scheme).
+        (``analysis.calibrate.atomic_write_ns``: from a 1-thread run of such a scheme).
     delay
         The compute-delay model (:mod:`hwsim.delays`) of every core, or a tuple with one
         model per core.
@@ -83,6 +87,7 @@ class Machine:
     read_cost: int = 1
     write_cost: int = 1
     atomic_write_cost: int | None = None
+    lock_cost: int = 0
     delay: Any = field(default_factory=lambda: Constant(50))
     coherence_cost: int = 0
     atomic_coherence_cost: int | None = None
@@ -140,6 +145,8 @@ class Machine:
             d["delay"] = self.delay.to_dict()
         if self.atomic_write_cost is not None:
             d["atomic_write_cost"] = int(self.atomic_write_cost)
+        if self.lock_cost:
+            d["lock_cost"] = int(self.lock_cost)
         if self.atomic_coherence_cost is not None:
             d["atomic_coherence_cost"] = int(self.atomic_coherence_cost)
         if self.store_coherence_cost is not None:
@@ -182,6 +189,7 @@ def validate(m: Machine) -> None:
     need_int("read_cost", 1, 1)
     need_int("write_cost", 1, 1)
     need_int("coherence_cost", 0, 0)
+    need_int("lock_cost", 0, 0)
     if m.atomic_write_cost is not None and (not _int(m.atomic_write_cost) or m.atomic_write_cost < 1):
         raise MachineError("atomic_write_cost", m.atomic_write_cost, "must be an integer >= 1 or None "
                            "(None: the same as write_cost)", "e.g. atomic_write_cost=5, or leave it out")

@@ -97,7 +97,10 @@ Schemes: acquire and release
       :func:`workload.serial.serial_oracle`.
     A free lock (or one's own turn) is taken in the same event.  Otherwise the thread
     blocks, queued FIFO; a release hands the lock (turn) straight to the queue's head and
-    *wakes* it.  Locks cost no ticks.
+    *wakes* it.  Taking and handing over a lock takes no time of its own; a sample that
+    took locks pays ``lock_cost`` ticks per lock (``machine.lock_cost``; m locks under
+    ``lock-coord``, one under ``lock-global``: :func:`lock_ticks`) on top of its first read's
+    cost -- the locked instructions that took them, paid while it holds them.
 
 Blocking and waking
     Pinned: a blocked thread keeps its core idle; woken at tick t it continues with a new
@@ -132,11 +135,12 @@ Delays
 
 Not modelled (on purpose, to keep the rules exact and small)
     Cold caches (every core starts with a valid copy of every line), memory bandwidth and
-    queueing in the memory system, lock costs (locks cost 0 ticks; an atomic-instruction
-    store costs ``atomic_write_cost``, which defaults to ``write_cost``), the instruction
-    cost of the gradient beyond the drawn delay, and NUMA.  Calibrate ``read_cost``,
-    ``write_cost``, ``atomic_write_cost``, the coherence costs and the delay model to absorb
-    them (analysis.calibrate).
+    queueing in the memory system, the round-robin turn's hand-over (it costs no ticks;
+    locks cost ``lock_cost`` and an atomic-instruction store ``atomic_write_cost``, both
+    defaulting to a plain access), the instruction cost of the gradient beyond the drawn
+    delay, and NUMA.  Calibrate ``read_cost``, ``write_cost``, ``atomic_write_cost``,
+    ``lock_cost``, the coherence costs and the delay model to absorb them
+    (analysis.calibrate).
 
 Arithmetic
     Only through :func:`workload.fixed.read_value`, :func:`~workload.fixed.encode_delta`,
@@ -182,6 +186,17 @@ def charged(miss, left):
     Both engines charge every miss through it (the fast engine compiles it inline)."""
     hidden = miss if miss < left else left
     return miss - hidden, left - hidden
+
+
+def lock_ticks(spec: RunSpec, machine, m: int) -> int:
+    """Ticks a sample of ``m`` coordinates pays for the locks it took ("Schemes: acquire
+    and release"): ``machine.lock_cost`` per lock -- m under ``lock-coord``, one under
+    ``lock-global`` -- and 0 for the other schemes or an empty sample (which issues no read
+    to add them to).  Both engines add it to read 0's cost."""
+    if m == 0:
+        return 0
+    locks = m if spec.scheme == "lock-coord" else 1 if spec.scheme == "lock-global" else 0
+    return int(machine.lock_cost) * locks
 
 
 def atomic_stores(spec: RunSpec) -> bool:

@@ -22,7 +22,7 @@ from workload.schedule import global_t, schedule_args, step_at
 from .delays import DelayStream
 from .machine import Machine, line_count
 from .model import (SCHEME_LOCK_COORD, SCHEME_LOCK_GLOBAL, SCHEME_ROUND_ROBIN, CoordArrays,
-                    SampleArrays, all_orders, atomic_stores, charged, scheme_code, turn_sequence)
+                    SampleArrays, all_orders, atomic_stores, charged, lock_ticks, scheme_code, turn_sequence)
 
 _CORE_PRIORITY = 2  # after SimPy's URGENT (0) and NORMAL (1) events of the same tick
 
@@ -312,10 +312,11 @@ def _sample(sim: _Machine, th: _Thread, epoch: int, pos: int, e: int):
     # 2. READS
     left = sim.machine.miss_overlap  # miss ticks this sample may still hide (hwsim.model)
     xr = np.empty(m)
+    locks = lock_ticks(sim.spec, sim.machine, m)  # what the locks took, paid on read 0
     for i in range(m):
         j = int(idx[i])
         paid, left = charged(sim.miss(th.core, j, sim.H), left)
-        yield from cpu.run(th, sim.machine.read_cost + paid)
+        yield from cpu.run(th, sim.machine.read_cost + paid + (locks if i == 0 else 0))
         xr[i] = read_value(x, j, sim.inv_scale)
         sim.touch(th.core, j)
         if C is not None:

@@ -357,10 +357,11 @@ def test_calibrate_split_hides_misses_under_the_measured_stall_or_says_why_not(m
 
 
 def test_atomic_write_cost_from_a_one_thread_atomic_run(tmp_path):
-    """A 1-thread trace whose stores take 4.6 ns per coordinate (read 1, compute 50): the
-    atomic store cost is the write-phase slope, 4.6; the machine takes it rounded (5), the
-    fit table and the provenance say where it came from, and it survives save / load.  A
-    2-thread trace, a trace without phases and a run of plain stores are refused by name."""
+    """The plain run's stores take 1 ns per coordinate, the atomic run's 4.6 (read 1, compute
+    50, the same terms): the atomic store cost is write_cost 1 plus the 3.6 ns per coordinate
+    the atomic run's mean cycle is longer, 4.6; the machine takes it rounded (5), the fit
+    table and the provenance say where it came from, and it survives save / load.  A 2-thread
+    trace and a run of plain stores are refused by name."""
     pytest.importorskip("hwsim.machine")
     terms = _terms()
     compute = np.full(N_SAMPLES, 50, np.int64)
@@ -368,10 +369,11 @@ def test_atomic_write_cost_from_a_one_thread_atomic_run(tmp_path):
     term = rng.integers(0, terms.N, N_SAMPLES)
     s = terms.support_sizes()[term]
     atomic = trace_from_phases(np.zeros(N_SAMPLES, np.int64), term, s * 1, compute, np.rint(s * 4.6).astype(np.int64))
-    ns, src = cal.atomic_write_ns(atomic, terms=terms)
-    assert ns == pytest.approx(4.6, abs=0.05) and "1-thread run with atomic-instruction stores" in src
     plain = _trace(terms, rc=1, wc=1, compute=compute)
-    c = cal.calibrate(plain, terms=terms, atomic_write_cost=ns, atomic_write_source=src)
+    f0 = cal.fit(plain, terms=terms)
+    ns, src = cal.atomic_write_ns(atomic, f0, terms=terms)
+    assert ns == pytest.approx(4.6, abs=0.05) and "1-thread run with atomic-instruction stores" in src
+    c = cal.calibrate(plain, terms=terms, atomic_write_cost=ns, atomic_write_source=src, fitted=f0)
     m = c.machine
     assert (m.write_cost, m.atomic_write_cost, m.atomic_store_cost) == (1, 5, 5)
     row = c.table.set_index("item").loc["atomic_write_cost"]
@@ -384,16 +386,51 @@ def test_atomic_write_cost_from_a_one_thread_atomic_run(tmp_path):
         with pytest.raises(ValueError, match="atomic_write_cost"):
             cal.calibrate(plain, terms=terms, atomic_write_cost=bad)
     with pytest.raises(ValueError, match="1-thread run"):
-        cal.atomic_write_ns(_trace(terms, rc=1, wc=5, compute=compute, workers=2), terms=terms)
-    with pytest.raises(ValueError, match="no write phase"):
-        cal.atomic_write_ns(_trace(terms, rc=1, wc=5, compute=compute, phases=False), terms=terms)
+        cal.atomic_write_ns(_trace(terms, rc=1, wc=5, compute=compute, workers=2), f0, terms=terms)
 
     class Run:  # a realrun result of plain stores
         samples, epoch_seconds = atomic, None
         spec = __import__("workload.spec", fromlist=["RunSpec"]).RunSpec(scheme="hogwild", threads=1)
 
     with pytest.raises(ValueError, match="atomic instructions"):
-        cal.atomic_write_ns(Run(), terms=terms)
+        cal.atomic_write_ns(Run(), f0, terms=terms)
+
+
+def test_lock_cost_from_a_one_thread_lock_coord_run(tmp_path):
+    """The plain run's samples take 2 ns per coordinate (read 1 + write 1), the lock-coord
+    run's 7 (2 more per coordinate in the read phase, 3 in the gap before each start, which
+    falls in the previous sample's cycle): a lock costs the 5 ns difference of the mean
+    cycles per mean coordinate; the machine, table, provenance and TOML carry it.  Other
+    schemes and thread counts are refused by name; a run faster than the plain one gives 0."""
+    pytest.importorskip("hwsim.machine")
+    terms = _terms()
+    compute = np.full(N_SAMPLES, 50, np.int64)
+    plain = _trace(terms, rc=1, wc=1, compute=compute)
+    f0 = cal.fit(plain, terms=terms)
+    rng = np.random.default_rng(1)
+    term = rng.integers(0, terms.N, N_SAMPLES)
+    s = terms.support_sizes()[term]
+    locked = trace_from_phases(np.zeros(N_SAMPLES, np.int64), term, s * 3, compute, s * 1, gap=s * 3)
+    ns, src = cal.lock_ns(locked, f0, terms=terms)
+    assert ns == pytest.approx(5.0, abs=0.05) and "lock-coord" in src
+    c = cal.calibrate(plain, terms=terms, lock_cost=ns, lock_source=src, fitted=f0)
+    assert c.machine.lock_cost == 5 and c.table.set_index("item").loc["lock_cost", "method"] == src
+    assert c.provenance["lock_ns"] == pytest.approx(ns)
+    c.save(tmp_path / "l.toml")
+    assert cal.load_calibration(tmp_path / "l.toml").machine == c.machine
+    assert cal.calibrate(plain, terms=terms).machine.lock_cost == 0
+    assert cal.lock_ns(plain, cal.fit(locked, terms=terms), terms=terms)[0] == 0.0
+    with pytest.raises(ValueError, match="lock_cost"):
+        cal.calibrate(plain, terms=terms, lock_cost=-1.0)
+    with pytest.raises(ValueError, match="1-thread run"):
+        cal.lock_ns(_trace(terms, rc=3, wc=1, compute=compute, workers=2), f0, terms=terms)
+
+    class Run:
+        samples, epoch_seconds = locked, None
+        spec = __import__("workload.spec", fromlist=["RunSpec"]).RunSpec(scheme="lock-global", threads=1)
+
+    with pytest.raises(ValueError, match="lock-coord"):
+        cal.lock_ns(Run(), f0, terms=terms)
 
 
 def test_memory_stall_by_hand():

@@ -213,6 +213,16 @@ params = {{ n_features = 500 }}
                  str(tmp_path / "run1a"), "--probes", "1", "-q"]) == 0
     text = (tmp_path / "m-atomic.toml").read_text()
     assert "atomic_write_cost = " in text and "atomic_write_source" in text
+    # what a lock costs, from a 1-thread lock-coord run (the figure may round to 0 here)
+    assert main(["run", str(spec), "--threads", "1", "--scheme", "lock-coord", "--out", str(tmp_path / "run1l"),
+                 "-q"]) == 0
+    assert main(["calibrate", str(tmp_path / "run1"), "--out", str(tmp_path / "m-lock.toml"), "--lock-run",
+                 str(tmp_path / "run1l"), "--probes", "1", "-q"]) == 0
+    assert "lock_source" in (tmp_path / "m-lock.toml").read_text()
+    capsys.readouterr()
+    assert main(["calibrate", str(tmp_path / "run1"), "--out", str(tmp_path / "m-bad.toml"), "--lock-run",
+                 str(tmp_path / "run1a"), "-q"]) == EXIT_USAGE
+    assert "--lock-run" in capsys.readouterr().err and not (tmp_path / "m-bad.toml").exists()
     capsys.readouterr()
     assert main(["calibrate", str(tmp_path / "run1"), "--out", str(tmp_path / "m-bad.toml"), "--atomic-run",
                  str(tmp_path / "run1"), "-q"]) == EXIT_USAGE

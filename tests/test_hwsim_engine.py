@@ -320,6 +320,32 @@ def test_atomic_write_cost_by_hand(scheme, write_mode, A, AW, t_end, ticks):
     assert r.ticks == ticks
 
 
+@pytest.mark.parametrize("scheme, two_coords, L, t_start, t_end", [
+    ("lock-coord", False, 0, [0, 2, 7, 9], [2, 7, 9, 14]),  # free locks
+    ("lock-coord", False, 2, [0, 4, 11, 15], [4, 11, 15, 22]),  # one lock: read 0 costs 1 + 2
+    ("lock-global", False, 2, [0, 4, 11, 15], [4, 11, 15, 22]),  # the same with the one global lock
+    ("lock-coord", True, 2, [0, 8, 19, 27], [8, 19, 27, 38]),  # two locks: read 0 costs 1 + 2·2
+    ("lock-global", True, 2, [0, 6, 15, 21], [6, 15, 21, 30]),  # still one lock: 1 + 2
+    ("hogwild", False, 2, [0, 0, 2, 5], [2, 5, 4, 10]),  # no locks taken: no lock cost
+])
+def test_lock_cost_by_hand(scheme, two_coords, L, t_start, t_end):
+    """Two cores, R = W = 1, no coherence cost, delays 0 (core 0) and 3 (core 1), four terms on
+    coordinate 0 (or on 0 and 8).  Under a lock scheme core 0 takes the lock(s) at tick 0,
+    core 1 queues; each sample's first read costs 1 + L per lock it took; END hands the
+    lock over.  One lock, L = 2: k0 reads 0 -> 3, stores 3 -> 4; k1 starts at 4, reads -> 7,
+    delay 3 -> 10, stores -> 11; k2 11 -> 15; k3 15 -> 22.  Two coordinates under
+    lock-coord: read 0 costs 1 + 4, read 1 costs 1, two stores: k0 0 -> 8, k1 8 -> 19 (delay
+    3), k2 19 -> 27, k3 27 -> 38."""
+    row = [1.0] + [0.0] * 7 + [1.0] if two_coords else [1.0]
+    problem = _rows_on_one_line(np.array([row] * 4))
+    spec = RunSpec(problem="least-squares", scheme=scheme, threads=2, epochs=1, order="fixed-shuffle", seed=0,
+                   write_mode="atomic")
+    m = Machine(cores=2, read_cost=1, write_cost=1, lock_cost=L, delay=(Constant(0), Constant(3)))
+    s = run_both(spec, m, problem).samples
+    assert s["t_start"].tolist() == t_start
+    assert s["t_end"].tolist() == t_end
+
+
 @pytest.mark.parametrize("A, B, end_k1, ticks", [
     (None, 0, 15, 20),  # no budget: the miss costs H = 10, as above
     (None, 4, 11, 16),  # 4 of the 10 ticks hidden

@@ -58,6 +58,7 @@ def test_delay_stream_consumes_blocks_from_the_core_stream():
     (dict(coherence_cost=-1), "coherence_cost"), (dict(atomic_coherence_cost=-2), "atomic_coherence_cost"),
     (dict(atomic_coherence_cost=2.5), "atomic_coherence_cost"), (dict(line_coords=0), "line_coords"),
     (dict(miss_overlap=-1), "miss_overlap"), (dict(miss_overlap=3.5), "miss_overlap"),
+    (dict(lock_cost=-1), "lock_cost"), (dict(lock_cost=1.5), "lock_cost"),
     (dict(atomic_write_cost=0), "atomic_write_cost"), (dict(atomic_write_cost=2.5), "atomic_write_cost"),
     (dict(store_coherence_cost=-1), "store_coherence_cost"), (dict(store_coherence_cost=0.5), "store_coherence_cost"),
     (dict(delay=5), "delay"), (dict(cores=2, delay=(Constant(1),)), "delay"),
@@ -86,7 +87,7 @@ def test_machine_to_dict_from_dict_through_toml():
     m = Machine(cores=3, read_cost=2, write_cost=5, coherence_cost=40, line_coords=4, quantum=1000, switch_cost=50,
                 delay=(Constant(3), Exponential(9.0), StragglerMixture(Empirical([1, 2]), factor=4, p=0.5)))
     for mm in (m, m.replace(atomic_coherence_cost=90), m.replace(miss_overlap=250), m.replace(store_coherence_cost=0),
-               m.replace(atomic_write_cost=7)):
+               m.replace(atomic_write_cost=7), m.replace(lock_cost=4)):
         text = tomli_w.dumps({"machine": mm.to_dict()})
         back = Machine.from_dict(tomllib.loads(text)["machine"])
         assert back == mm
@@ -94,7 +95,7 @@ def test_machine_to_dict_from_dict_through_toml():
     assert (m.atomic_miss_cost, m.replace(atomic_coherence_cost=90).atomic_miss_cost) == (40, 90)
     assert "store_coherence_cost" not in m.to_dict() and m.replace(store_coherence_cost=0).to_dict()["store_coherence_cost"] == 0
     assert (m.store_miss_cost, m.replace(store_coherence_cost=0).store_miss_cost) == (40, 0)
-    assert "atomic_write_cost" not in m.to_dict() and (m.atomic_store_cost, m.replace(atomic_write_cost=7).atomic_store_cost) == (5, 7)
+    assert "lock_cost" not in m.to_dict() and "atomic_write_cost" not in m.to_dict() and (m.atomic_store_cost, m.replace(atomic_write_cost=7).atomic_store_cost) == (5, 7)
     # copy sets are kept when any access can miss
     assert Machine(coherence_cost=0, store_coherence_cost=5).coherence_tracked
     assert not Machine(coherence_cost=0, store_coherence_cost=0).coherence_tracked

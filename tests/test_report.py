@@ -87,6 +87,8 @@ def test_tiny_report_holds_both_regimes_against_hwsim(tiny_report):
     assert set(reg["verdict"]) <= {"agrees", "disagrees", "not applicable"}
     assert (reg["store_miss_ns"] == 0).all() and reg["calibration"].str.contains("off the critical path").all()
     assert ((1 <= reg["repeats_compared"]) & (reg["repeats_compared"] <= 2)).all()
+    assert ((0 <= reg["tau0_measured"]) & (reg["tau0_measured"] <= 1)).all()
+    assert ((0 <= reg["tau0_predicted"]) & (reg["tau0_predicted"] <= 1)).all()
     md = (out / "report.md").read_text()
     assert "## Two regimes: cache-friendly and latency-bound rows" in md and "latency-bound" in md
 
@@ -115,6 +117,10 @@ def test_tiny_report_contents(tiny_report):
             assert set(drift["verdict"]) <= {"holds", "violated"} and (drift["probes"] == 3).all()
             assert "held still while it was measured" in html
             if "calibrate" in done:
+                # what a locked store and a lock take, from the 1-thread hogwild-atomic and lock-coord runs
+                fitted = pd.read_parquet(out / "data" / "calibration.parquet").set_index("item")
+                assert fitted.loc["atomic_write_cost", "value"] > 0 and fitted.loc["lock_cost", "value"] >= 0
+                assert "atomic-instruction stores" in fitted.loc["atomic_write_cost", "method"]
                 env = json.loads((out / "environment.json").read_text())
                 # all three, or the two around the repeat of one state when the host moved between them
                 assert re.search(r"median of [23] coherence probes", env["machine_source"]), env["machine_source"]

@@ -76,6 +76,7 @@ def machines(draw, threads):
                    atomic_coherence_cost=draw(st.sampled_from([None, None, 0, 3, 30])),
                    store_coherence_cost=draw(st.sampled_from([None, None, 0, 4, 30])),
                    atomic_write_cost=draw(st.sampled_from([None, None, 1, 5])),
+                   lock_cost=draw(st.sampled_from([0, 0, 1, 6])),
                    miss_overlap=draw(st.sampled_from([0, 0, 0, 4, 12, 45])),
                    line_coords=draw(st.sampled_from([1, 2, 3, 8])),
                    quantum=draw(st.integers(1, 60)) if sliced else None,
