@@ -190,15 +190,13 @@ def validate(m: Machine) -> None:
     need_int("write_cost", 1, 1)
     need_int("coherence_cost", 0, 0)
     need_int("lock_cost", 0, 0)
-    if m.atomic_write_cost is not None and (not _int(m.atomic_write_cost) or m.atomic_write_cost < 1):
-        raise MachineError("atomic_write_cost", m.atomic_write_cost, "must be an integer >= 1 or None "
-                           "(None: the same as write_cost)", "e.g. atomic_write_cost=5, or leave it out")
-    if m.atomic_coherence_cost is not None and (not _int(m.atomic_coherence_cost) or m.atomic_coherence_cost < 0):
-        raise MachineError("atomic_coherence_cost", m.atomic_coherence_cost, "must be an integer >= 0 or None "
-                           "(None: the same as coherence_cost)", "e.g. atomic_coherence_cost=30, or leave it out")
-    if m.store_coherence_cost is not None and (not _int(m.store_coherence_cost) or m.store_coherence_cost < 0):
-        raise MachineError("store_coherence_cost", m.store_coherence_cost, "must be an integer >= 0 or None "
-                           "(None: the same as coherence_cost)", "e.g. store_coherence_cost=0, or leave it out")
+    for name, lo, same, example in (("atomic_write_cost", 1, "write_cost", 5),
+                                    ("atomic_coherence_cost", 0, "coherence_cost", 30),
+                                    ("store_coherence_cost", 0, "coherence_cost", 0)):
+        v = getattr(m, name)
+        if v is not None and (not _int(v) or v < lo):
+            raise MachineError(name, v, f"must be an integer >= {lo} or None (None: the same as {same})",
+                               f"e.g. {name}={example}, or leave it out")
     need_int("miss_overlap", 0, 0)
     need_int("line_coords", 1, 8)
     if isinstance(m.delay, tuple):
