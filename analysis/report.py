@@ -720,7 +720,8 @@ def render_report(folder: str | Path) -> Path:
     # --- regimes ----------------------------------------------------------------------
     doc.heading("Two regimes: cache-friendly and latency-bound rows", 2, "regimes")
     if "regimes" in tables:
-        doc.para("hogwild from 1 to 2 threads with realrun's rows prefetched 16 samples ahead (cache-friendly: the "
+        doc.para("hogwild from 1 to 2 threads, on the workload's generator at the rows given (more than fit in the "
+                 "last-level cache in the default study), with realrun's rows prefetched 16 samples ahead (cache-friendly: the "
                  "hot features' cache lines moving between the cores limit the speedup) and without prefetching "
                  "(latency-bound: each random row is a run of cache misses, which two cores overlap). Each regime "
                  "is calibrated on its own 1-thread run, the coherence probes around its repeats and the 1-thread "
@@ -732,7 +733,7 @@ def render_report(folder: str | Path) -> Path:
                  "share of 2-thread samples that started with no other in flight, measured and predicted -- far "
                  "more measured than predicted says the threads took turns with other load (the verdict is then "
                  "not applicable, analysis.compare.CONCURRENCY_TAU0_EXCESS_MAX).")
-        doc.table(tables["regimes"][[c for c in ("regime", "prefetch", "measured", "measured_lo", "measured_hi",
+        doc.table(tables["regimes"][[c for c in ("regime", "prefetch", "rows", "measured", "measured_lo", "measured_hi",
                                                   "predicted", "observed", "bound", "verdict", "repeats_compared",
                                                   "pingpong_ns", "read_miss_ns", "store_miss_ns", "miss_overlap_ns",
                                                   "tau0_measured", "tau0_predicted", "note")

@@ -136,6 +136,11 @@ class StudySpec:
     buckwild
         Run the Buckwild! section (int16 / int8 against float64 on the workload; ~30 s of
         runs, simulations and JIT compilation, so off by default: ``--buckwild``).
+    regime_rows
+        Rows of the workload in the ``regimes`` section (the run's synthetic data with
+        ``n_rows`` replaced), or None for the run's own.  The latency-bound regime is so only
+        when the rows do not fit in the last-level cache: the default study uses RCV1's
+        200,000 (about 180 MB of rows), while its other sections stay at the rows x⋆ fits.
     sweep
         A parameter sweep to summarise (section ``sweep``): the path of a sweep's output
         folder (finished, partial or running: re-read as it is, also by a rerun) or of a
@@ -157,6 +162,7 @@ class StudySpec:
     machine: Mapping[str, Any] | None = None
     machine_provenance: Mapping[str, Any] | None = None
     buckwild: bool = False
+    regime_rows: int | None = None
     sweep: str | None = None
 
     def __post_init__(self):
@@ -180,6 +186,8 @@ class StudySpec:
                  "repeats": self.repeats, "predict_cores": list(self.predict_cores),
                  "dense_schemes": list(self.dense_schemes), "sim_engine": self.sim_engine,
                  "epsilon": float(self.epsilon), "budget_s": float(self.budget_s), "buckwild": bool(self.buckwild)}
+        if self.regime_rows is not None:
+            study["regime_rows"] = int(self.regime_rows)
         if self.sweep is not None:
             study["sweep"] = self.sweep
         doc: dict[str, Any] = {"study": study, "run": self.run.to_dict()}
@@ -294,6 +302,13 @@ def validate_study(s: StudySpec) -> None:
         err("machine_provenance", s.machine_provenance, "must be a table", "write it as a [machine_provenance] table")
     if not isinstance(s.buckwild, bool):
         err("buckwild", s.buckwild, "must be true or false", "write buckwild = true to run the Buckwild! section")
+    if s.regime_rows is not None:
+        if not isinstance(s.regime_rows, int) or isinstance(s.regime_rows, bool) or s.regime_rows < 100:
+            err("regime_rows", s.regime_rows, "must be an integer >= 100 or left out (the run's own rows)",
+                "e.g. regime_rows = 200000")
+        if isinstance(s.run, RunSpec) and "n_rows" not in dict(s.run.data.params or {}):
+            err("regime_rows", s.regime_rows, f"needs generated data with an n_rows parameter; [run.data] is "
+                f"{s.run.data.source!r}", "remove regime_rows (the regimes then use the run's own data)")
     # Only the form here: whether the folder or grid exists is checked where it is used
     # (the CLI, before running; the section, which is 'not available' when it is gone), as
     # for a data file, so a saved spec stays readable on another machine.
@@ -356,7 +371,7 @@ def default_study(*, cores: int | None = None, rows: int | None = None, a8a: str
                     scheme="hogwild", threads=1, epochs=epochs, step=0.05, schedule="backoff", beta=0.9,
                     order="epoch-shuffle", dtype="float64", write_mode="rmw", seed=seed)
     return StudySpec(name="default", run=run, threads=tuple(threads) if threads else thread_counts(cores),
-                     repeats=repeats, dense=dense, budget_s=float(budget_s))
+                     repeats=repeats, dense=dense, budget_s=float(budget_s), regime_rows=max(rows, RCV1_ROWS))
 
 
 # ----------------------------------------------------------------------------------------
@@ -866,7 +881,7 @@ def section_predict(study: Study) -> None:
 REGIMES: tuple[tuple[str, dict], ...] = (("cache-friendly", {"prefetch": 16}), ("latency-bound", {"prefetch": 0}))
 
 
-def _regime(study: Study, name: str, options: dict, problem) -> dict:
+def _regime(study: Study, run: RunSpec, name: str, options: dict, problem) -> dict:
     """One regime: hogwild at 1 and 2 threads, ``repeats`` times interleaved with coherence
     probes around them; calibrate on the median 1-thread run, the probes of the state most
     repeats ran in and the 1-thread microbenchmarks (:func:`analysis.calibrate.calibrate_split`,
@@ -877,7 +892,7 @@ def _regime(study: Study, name: str, options: dict, problem) -> dict:
     pred = need("analysis.predict")
     cmp = need("analysis.compare", "compare")
     spec = study.spec
-    base = spec.run.replace(scheme="hogwild", threads=1, options={**dict(spec.run.options), **options})
+    base = run.replace(scheme="hogwild", threads=1, options={**dict(run.options), **options})
     for t in (1, 2):  # warm-up: compiles this kernel variant outside the measurements
         realrun(base.replace(threads=t, epochs=1), problem=problem)
     ones, twos, probes = [], [], []
@@ -915,7 +930,8 @@ def _regime(study: Study, name: str, options: dict, problem) -> dict:
     m1 = np.array([r.samples_per_s for r in ones])
     m2 = np.array([twos[r].samples_per_s for r in reps])
     hw = cal.machine
-    return {"workload": WORKLOAD, "regime": name, "prefetch": int(options["prefetch"]), "scheme": "hogwild",
+    return {"workload": WORKLOAD, "regime": name, "prefetch": int(options["prefetch"]), "rows": int(problem.N),
+            "epochs": int(base.epochs), "scheme": "hogwild",
             "threads": 2, "figure": "speedup", "measured": float(row["measured"]),
             "measured_lo": float(m2.min() / np.median(m1)), "measured_hi": float(m2.max() / np.median(m1)),
             "predicted": float(row["predicted"]), "observed": float(row["observed"]), "bound": float(row["bound"]),
@@ -934,12 +950,16 @@ def section_regimes(study: Study) -> None:
     if "hogwild" not in spec.schemes or 2 not in spec.threads:
         raise Unavailable("needs hogwild among the study's schemes and 2 among its thread counts")
     need("realrun", "run")
-    problem = _problem(study, WORKLOAD, spec.run)
+    run = spec.run
+    if spec.regime_rows is not None and spec.regime_rows != run.data.params.get("n_rows"):
+        run = run.replace(data=dataclasses.replace(run.data, params={**dict(run.data.params),
+                                                                     "n_rows": int(spec.regime_rows)}))
+    problem = _problem(study, f"{WORKLOAD}-regimes", run)
     rows = []
     complete = False
     try:
         for name, options in REGIMES:
-            rows.append(_regime(study, name, options, problem))
+            rows.append(_regime(study, run, name, options, problem))
         complete = True
     finally:
         if rows:

@@ -278,6 +278,16 @@ def test_default_study_fits_the_machine():
     assert default_study(cores=64).threads == (1, 2, 4, 8, 16, 32, 64)
     assert default_study(cores=2, budget_s=60).run.data.params["n_rows"] < spec.run.data.params["n_rows"]
     assert StudySpec.from_toml(spec.to_toml()) == spec
+    # the regimes run on RCV1's 200,000 rows, more than fit in the last-level cache
+    assert spec.regime_rows == 200_000 and "regime_rows = 200000" in spec.to_toml()
+    from workload.spec import SpecError
+
+    for bad in (50, 2.5, True):
+        with pytest.raises(SpecError, match="regime_rows"):
+            spec.replace(regime_rows=bad)
+    on_a_file = spec.replace(run=spec.run.replace(data=DataSpec(source="svmlight", path="x.svm")), regime_rows=None)
+    with pytest.raises(SpecError, match="needs generated data"):
+        on_a_file.replace(regime_rows=1000)
 
 
 def test_sha256_file_matches_the_published_hash():
