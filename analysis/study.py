@@ -939,7 +939,8 @@ def _regime(study: Study, run: RunSpec, name: str, options: dict, problem) -> di
             "repeats_compared": len(reps), "pingpong_ns": float(cal_mod.coherence_ns(pingpong)),
             "read_miss_ns": int(hw.coherence_cost), "store_miss_ns": int(hw.store_miss_cost),
             "miss_overlap_ns": int(hw.miss_overlap), "one_thread_samples_per_s": float(np.median(m1)),
-            "tau0_measured": tau0(meas.tau[meas.tau["threads"] == 2]), "tau0_predicted": tau0(p.tau[p.tau["threads"] == 2]),
+            "tau0_measured": tau0(meas.tau[meas.tau["threads"] == 2]),
+            "tau0_predicted": tau0(p.tau[p.tau["threads"] == 2]),
             "calibration": how,
             "note": "; ".join(x for x in (note, str(row["note"]) if row["verdict"] == "not applicable" else "") if x)}
 

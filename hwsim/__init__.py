@@ -10,10 +10,11 @@ The model (full rules: :mod:`hwsim.model`)
     ``atomic_write_cost`` and misses for ``atomic_coherence_cost``, a plain store misses for
     ``store_coherence_cost`` (0: the core does not wait for it); a sample may hide up to
     ``miss_overlap`` ticks of its misses under its own memory stalls.  Locks / turns for the
-    lock schemes and round-robin (``lock_cost`` per lock taken); OS time slicing when there are more threads than cores; a barrier at
-    every epoch end.  Pending events run in ``(tick, core)`` order, every wait ends in a
-    new event, and timing never depends on values -- so a seed fixes the whole run, and
-    the schedule could be computed without doing any arithmetic.
+    lock schemes and round-robin (``lock_cost`` per lock taken); OS time slicing when there
+    are more threads than cores; a barrier at every epoch end.  Pending events run in
+    ``(tick, core)`` order, every wait ends in a new event, and timing never depends on
+    values -- so a seed fixes the whole run, and the schedule could be computed without
+    doing any arithmetic.
 
 The engines
     * ``engine="reference"`` (:mod:`hwsim.reference`): SimPy processes, one event per
