@@ -486,22 +486,19 @@ def calibrate(samples, *, problem=None, terms=None, pingpong=None, coherence_cos
                   "spec": json.dumps(spec.to_dict(), sort_keys=True, default=str) if spec is not None else ""}
     if ac is not None:
         provenance["atomic_coherence_ns"] = float(atomic_coherence_cost)
-    hidden = None
-    if miss_overlap is not None:
-        hidden = (float(miss_overlap), miss_overlap_source or "given (miss_overlap=)")
-        provenance["miss_overlap_ns"], provenance["miss_overlap_source"] = hidden
-    awrite = None
-    if aw is not None:
-        awrite = (float(atomic_write_cost), atomic_write_source or "given (atomic_write_cost=)")
-        provenance["atomic_write_ns"], provenance["atomic_write_source"] = awrite
-    locks = None
-    if lk is not None:
-        locks = (float(lock_cost), lock_source or "given (lock_cost=)")
-        provenance["lock_ns"], provenance["lock_source"] = locks
-    store = None
-    if sc is not None:
-        store = (float(store_coherence_cost), store_coherence_source or "given (store_coherence_cost=)")
-        provenance["store_coherence_ns"], provenance["store_coherence_source"] = store
+
+    def given(key: str, ns, source: str | None, field: str) -> tuple[float, str] | None:
+        """(ns, how it was obtained) of an optional cost, recorded as ``<key>_ns`` / ``<key>_source``."""
+        if ns is None:
+            return None
+        pair = (float(ns), source or f"given ({field}=)")
+        provenance[f"{key}_ns"], provenance[f"{key}_source"] = pair
+        return pair
+
+    hidden = given("miss_overlap", miss_overlap, miss_overlap_source, "miss_overlap")
+    awrite = given("atomic_write", atomic_write_cost, atomic_write_source, "atomic_write_cost")
+    locks = given("lock", lock_cost, lock_source, "lock_cost")
+    store = given("store_coherence", store_coherence_cost, store_coherence_source, "store_coherence_cost")
     return Calibration(machine=machine, table=report_table(f, cc, cc_src, delay, atomic=atomic_coherence_cost,
                                                            hidden=hidden, store=store, atomic_write=awrite,
                                                            locks=locks),
@@ -517,6 +514,14 @@ def _ticks(name: str, ns, allowed: str, *, lowest: int = 0) -> int | None:
             and (ns > 0 if lowest > 0 else ns >= 0)):
         raise ValueError(f"calibrate: {name} = {ns!r}: must be a number of ns {allowed}")
     return max(int(round(float(ns))), lowest)
+
+
+def _given_row(item: str, given: tuple[float, str] | None, unit: str, note: str) -> list[dict]:
+    """The fit table's row of an optional cost (``given`` = (value, how it was obtained)), or none."""
+    if given is None:
+        return []
+    return [{"item": item, "model": "", "value": float(given[0]), "unit": unit, "method": given[1], "n": math.nan,
+             "note": note}]
 
 
 def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
@@ -540,13 +545,11 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
          "half the slope of the median cycle time on support size",
          "r2": by.loc["write" if f.phases else "cycle", "r2"], "n": f.n_samples,
          "note": f"fitted {f.write_slope:.4g}, rounded to whole ticks"},
-        *([{"item": "atomic_write_cost", "model": "", "value": float(atomic_write[0]), "unit": "ns/coordinate",
-             "method": atomic_write[1], "n": math.nan,
-             "note": "atomic-instruction stores (hogwild-atomic; hogwild with write_mode atomic); rounded to "
-                     "whole ticks"}] if atomic_write is not None else []),
-        *([{"item": "lock_cost", "model": "", "value": float(locks[0]), "unit": "ns/lock", "method": locks[1],
-             "n": math.nan, "note": "per lock a sample takes (lock-coord: one per coordinate; lock-global: one), "
-                                    "on its first read; rounded to whole ticks"}] if locks is not None else []),
+        *_given_row("atomic_write_cost", atomic_write, "ns/coordinate",
+                    "atomic-instruction stores (hogwild-atomic; hogwild with write_mode atomic); rounded to "
+                    "whole ticks"),
+        *_given_row("lock_cost", locks, "ns/lock", "per lock a sample takes (lock-coord: one per coordinate; "
+                                                   "lock-global: one), on its first read; rounded to whole ticks"),
         {"item": "cycle", "model": "", "value": f.mean_cycle_ns, "unit": "ns/sample",
          "method": "mean time from a sample's start to the worker's next start", "r2": by.loc["cycle", "r2"],
          "n": f.n_samples, "note": f"mean support {f.mean_support:.4g}"},
@@ -568,14 +571,10 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
         rows.append({"item": "atomic_coherence_cost", "model": "", "value": float(atomic), "unit": "ns/line transfer",
                      "method": "given (atomic_coherence_cost=)", "n": math.nan,
                      "note": "atomic-instruction stores (hogwild-atomic; hogwild with write_mode atomic)"})
-    if store is not None:
-        rows.append({"item": "store_coherence_cost", "model": "", "value": float(store[0]), "unit": "ns/line transfer",
-                     "method": store[1], "n": math.nan,
-                     "note": "plain stores (with rmw writes: the write's load and store)"})
-    if hidden is not None:
-        rows.append({"item": "miss_overlap", "model": "", "value": float(hidden[0]), "unit": "ns/sample",
-                     "method": hidden[1], "n": math.nan,
-                     "note": "coherence-miss time a sample hides under its own memory stalls (hwsim.model)"})
+    rows += _given_row("store_coherence_cost", store, "ns/line transfer",
+                       "plain stores (with rmw writes: the write's load and store)")
+    rows += _given_row("miss_overlap", hidden, "ns/sample",
+                       "coherence-miss time a sample hides under its own memory stalls (hwsim.model)")
     rows.append({"item": "epoch_overhead", "model": "", "value": f.epoch_overhead_ns, "unit": "ns/epoch",
                  "method": "median of epoch wall time minus the samples' span", "n": math.nan,
                  "note": "added per epoch by analysis.predict"})
@@ -587,7 +586,31 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
     return df
 
 
-def atomic_write_ns(samples, fitted: Fit, *, problem=None, terms=None, epoch_seconds=None) -> tuple[float, str]:
+def _per_coordinate_beyond(who: str, samples, fitted: Fit, right, wanted: str, *, spec, problem, terms,
+                           epoch_seconds) -> Fit:
+    """The :func:`fit` of a 1-thread run of another scheme (a realrun result, or its sample
+    trace with the run's ``spec`` if known), whose spec ``right`` must accept, for
+    :func:`atomic_write_ns` and :func:`lock_ns`; ``who`` and ``wanted`` word their errors."""
+    if not isinstance(samples, pd.DataFrame):
+        spec = getattr(samples, "spec", None) if spec is None else spec
+        epoch_seconds = getattr(samples, "epoch_seconds", None) if epoch_seconds is None else epoch_seconds
+        samples = samples.samples
+    if spec is not None and (spec.threads != 1 or not right(spec)):
+        raise ValueError(f"{who}: a run of {spec.scheme} (write_mode {spec.write_mode}) on {spec.threads} threads: "
+                         f"give a 1-thread run of {wanted}")
+    f = fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
+    if f.fitted_on_threads != (1,):
+        raise ValueError(f"{who}: the trace ran on threads {f.fitted_on_threads}: give a 1-thread run")
+    return f
+
+
+def _extra_ns(f: Fit, fitted: Fit) -> float:
+    """How much longer ``f``'s mean cycle is than ``fitted``'s, per coordinate of ``f``'s mean support."""
+    return (f.mean_cycle_ns - fitted.mean_cycle_ns) / max(f.mean_support, 1e-12)
+
+
+def atomic_write_ns(samples, fitted: Fit, *, spec=None, problem=None, terms=None,
+                    epoch_seconds=None) -> tuple[float, str]:
     """What one atomic-instruction store takes (ns), from a 1-thread run whose stores are
     atomic instructions (``hogwild-atomic``, or ``hogwild`` with ``write_mode = "atomic"``; a
     realrun result or its sample trace) and ``fitted``, the :func:`fit` of the plain hogwild
@@ -595,49 +618,33 @@ def atomic_write_ns(samples, fitted: Fit, *, problem=None, terms=None, epoch_sec
     longer the atomic run's mean cycle is, per coordinate of its mean support -- so hwsim's
     1-thread run of the scheme takes the measured time.  One thread, so no line ever moves:
     what is left is the locked instructions' own cost.  Returns (ns, a sentence for the fit
-    table).  Raises ValueError for another scheme or thread count."""
-    spec = None
-    if not isinstance(samples, pd.DataFrame):
-        spec = getattr(samples, "spec", None)
-        epoch_seconds = getattr(samples, "epoch_seconds", None) if epoch_seconds is None else epoch_seconds
-        samples = samples.samples
-    if spec is not None and (spec.threads != 1 or not _atomic_spec(spec)):
-        raise ValueError(f"atomic_write_ns: a run of {spec.scheme} (write_mode {spec.write_mode}) on {spec.threads} "
-                         "threads: give a 1-thread run whose stores are atomic instructions (hogwild-atomic, or "
-                         "hogwild with write_mode = 'atomic')")
-    f = fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
-    if f.fitted_on_threads != (1,):
-        raise ValueError(f"atomic_write_ns: the trace ran on threads {f.fitted_on_threads}: give a 1-thread run")
-    extra = (f.mean_cycle_ns - fitted.mean_cycle_ns) / max(f.mean_support, 1e-12)
-    ns = max(fitted.write_cost + extra, 1.0)
+    table).  Raises ValueError for another scheme or thread count (``spec``: the run's, when
+    ``samples`` is a bare trace)."""
+    f = _per_coordinate_beyond("atomic_write_ns", samples, fitted, _atomic_spec,
+                               "hogwild-atomic, or of hogwild with write_mode = 'atomic' (stores that are atomic "
+                               "instructions)", spec=spec, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
+    ns = max(fitted.write_cost + _extra_ns(f, fitted), 1.0)
     return ns, (f"write_cost {fitted.write_cost} ns plus the mean cycle of a 1-thread run with atomic-instruction "
                 f"stores ({f.mean_cycle_ns:.4g} ns) beyond the calibration run's ({fitted.mean_cycle_ns:.4g}), per "
                 f"coordinate of the mean support ({f.mean_support:.4g})")
 
 
-def lock_ns(samples, fitted: Fit, *, problem=None, terms=None, epoch_seconds=None) -> tuple[float, str]:
+def lock_ns(samples, fitted: Fit, *, spec=None, problem=None, terms=None, epoch_seconds=None) -> tuple[float, str]:
     """What taking one lock costs (ns): how much longer a sample's mean cycle is in a 1-thread
     ``lock-coord`` run (one lock per coordinate; a realrun result or its sample trace) than
     in ``fitted``, the :func:`fit` of the plain hogwild run the machine is calibrated on (the
     same kernel without the locks), per coordinate of the mean support; clipped at 0.  The
     mean, not a slope: realrun takes a sample's locks before its ``t_start``, so their time
     falls in the previous sample's cycle.  Returns (ns, a sentence for the fit table).
-    Raises ValueError for another scheme or thread count."""
-    spec = None
-    if not isinstance(samples, pd.DataFrame):
-        spec = getattr(samples, "spec", None)
-        epoch_seconds = getattr(samples, "epoch_seconds", None) if epoch_seconds is None else epoch_seconds
-        samples = samples.samples
-    if spec is not None and (spec.threads != 1 or spec.scheme != "lock-coord"):
-        raise ValueError(f"lock_ns: a run of {spec.scheme} on {spec.threads} threads: give a 1-thread lock-coord run "
-                         "(one lock per coordinate)")
-    f = fit(samples, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
-    if f.fitted_on_threads != (1,):
-        raise ValueError(f"lock_ns: the trace ran on threads {f.fitted_on_threads}: give a 1-thread run")
-    ns = max((f.mean_cycle_ns - fitted.mean_cycle_ns) / max(f.mean_support, 1e-12), 0.0)
-    return ns, (f"mean cycle of a 1-thread lock-coord run ({f.mean_cycle_ns:.4g} ns) minus the calibration run's "
-                f"({fitted.mean_cycle_ns:.4g}), per coordinate of the mean support ({f.mean_support:.4g}): one "
-                "lock per coordinate")
+    Raises ValueError for another scheme or thread count (``spec``: the run's, when
+    ``samples`` is a bare trace)."""
+    f = _per_coordinate_beyond("lock_ns", samples, fitted, lambda sp: sp.scheme == "lock-coord",
+                               "lock-coord (one lock per coordinate)", spec=spec, problem=problem, terms=terms,
+                               epoch_seconds=epoch_seconds)
+    return max(_extra_ns(f, fitted), 0.0), (
+        f"mean cycle of a 1-thread lock-coord run ({f.mean_cycle_ns:.4g} ns) minus the calibration run's "
+        f"({fitted.mean_cycle_ns:.4g}), per coordinate of the mean support ({f.mean_support:.4g}): one lock per "
+        "coordinate")
 
 
 def _atomic_spec(spec) -> bool:
@@ -731,10 +738,9 @@ def calibrate_split(samples, *, problem, pingpong, spec, overlap=None, hidden: b
     (:func:`measure_memory_stall` with the run's ``options.prefetch``:
     ``hwsim.Machine.miss_overlap``).  ``kw`` go to :func:`calibrate` (``epoch_seconds``,
     ``layout``, ``delay``, ...); ``fitted``: the trace's :func:`fit`, already computed.  Falls
-    back to the ping-pong for reads (and charged
-    writes) when the k-lines microbenchmark cannot run, and to no hidden misses when the
-    resident-rows microbenchmark cannot.  Returns the calibration and a sentence saying
-    which costs it used."""
+    back to the ping-pong for reads (and charged writes) when the k-lines microbenchmark
+    cannot run, and to no hidden misses when the resident-rows microbenchmark cannot.
+    Returns the calibration and a sentence saying which costs it used."""
     if write_misses not in WRITE_MISS_RULES:
         raise ValueError(f"calibrate_split: write_misses = {write_misses!r}: must be one of "
                          f"{', '.join(WRITE_MISS_RULES)} ('off-path': a write's miss costs the core nothing; "

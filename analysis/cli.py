@@ -415,28 +415,21 @@ def cmd_calibrate(args) -> int:
     kw = dict(problem=problem, spec=spec, epoch_seconds=run0["epoch_seconds"],
               layout="by-degree" if relabel else "as-given")
     # what a locked store and a lock take: 1-thread runs of hogwild-atomic / lock-coord against this (plain) run
-    from hwsim.model import atomic_stores
-
     from .calibrate import atomic_write_ns, fit, lock_ns
 
-    for flag, folder, right, what, estimate, field in (
-            ("--atomic-run", args.atomic_run, atomic_stores,
-             "hogwild-atomic, or of hogwild with write_mode = 'atomic' (wildcheck run SPEC --scheme hogwild-atomic "
-             "--threads 1)", atomic_write_ns, "atomic_write"),
-            ("--lock-run", args.lock_run, lambda s: s.scheme == "lock-coord",
-             "lock-coord (wildcheck run SPEC --scheme lock-coord --threads 1)", lock_ns, "lock")):
+    for flag, folder, estimate, field, scheme in (("--atomic-run", args.atomic_run, atomic_write_ns, "atomic_write",
+                                                   "hogwild-atomic"),
+                                                  ("--lock-run", args.lock_run, lock_ns, "lock", "lock-coord")):
         if not folder:
             continue
         xspec, xsamples, _ = _read_run_dir(folder)
-        if xspec.threads != 1 or not right(xspec):
-            raise CLIError(f"{flag} {folder}: a {xspec.threads}-thread {xspec.scheme} run (write_mode "
-                           f"{xspec.write_mode}); give a 1-thread run of {what}")
         if "fitted" not in kw:  # the run's fit, once, for the calibration and the runs held against it
             kw["fitted"] = fit(samples, problem=problem, epoch_seconds=run0["epoch_seconds"])
         try:
-            ns, src = estimate(xsamples, kw["fitted"], problem=problem if xspec.data == spec.data else _build(xspec))
+            ns, src = estimate(xsamples, kw["fitted"], spec=xspec,
+                               problem=problem if xspec.data == spec.data else _build(xspec))
         except ValueError as exc:
-            raise CLIError(f"{flag} {folder}: {exc}") from None
+            raise CLIError(f"{flag} {folder}: {exc} (wildcheck run SPEC --scheme {scheme} --threads 1)") from None
         kw.update({f"{field}_cost": ns, f"{field}_source": f"{src}: {folder}"})
     if pingpong is not None and args.coherence == "split":
         from .calibrate import calibrate_split

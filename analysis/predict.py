@@ -150,18 +150,15 @@ def predict_detail(spec: RunSpec, machine, *, cores: Sequence[int] = DEFAULT_COR
         run_spec = spec.replace(epochs=1)
         mode = "subsample"
     calibrated_on = ",".join(str(t) for t in prov.get("fitted_on_threads", []))
-    from hwsim import OWN_SAMPLE_RULES
+    from hwsim import OWN_SAMPLE_RULES, PER_SAMPLE_ONLY
 
-    if getattr(machine, "miss_overlap", 0) and spec.scheme in OWN_SAMPLE_RULES:
-        # hwsim.sync / hwsim.cyclades have their own sample rules, without hidden misses
-        log.warning("predict: %s does not model hidden misses; simulating it with miss_overlap = 0 (the "
-                    "calibration's %d ns per sample left out)", spec.scheme, machine.miss_overlap)
-        machine = dataclasses.replace(machine, miss_overlap=0)
-    if getattr(machine, "store_coherence_cost", None) is not None and spec.scheme in OWN_SAMPLE_RULES:
-        log.warning("predict: %s has no separate plain-store miss cost; simulating it with store_coherence_cost = "
-                    "None (its writes pay coherence_cost = %d, not the calibration's %d)", spec.scheme,
-                    machine.coherence_cost, machine.store_coherence_cost)
-        machine = dataclasses.replace(machine, store_coherence_cost=None)
+    if spec.scheme in OWN_SAMPLE_RULES:  # hwsim.sync / hwsim.cyclades: their own sample rules
+        dropped = {n: getattr(machine, n) for n, off in PER_SAMPLE_ONLY.items() if getattr(machine, n, off) != off}
+        if dropped:
+            log.warning("predict: %s does not model %s; simulating it with %s (the calibration's %s left out)",
+                        spec.scheme, ", ".join(dropped), ", ".join(f"{n} = {PER_SAMPLE_ONLY[n]}" for n in dropped),
+                        ", ".join(f"{n} = {v}" for n, v in dropped.items()))
+            machine = dataclasses.replace(machine, **{n: PER_SAMPLE_ONLY[n] for n in dropped})
     summary, hist, taus = [], [], []
     for p in cores:
         m = dataclasses.replace(machine, cores=p)

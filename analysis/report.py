@@ -721,10 +721,10 @@ def render_report(folder: str | Path) -> Path:
     doc.heading("Two regimes: cache-friendly and latency-bound rows", 2, "regimes")
     if "regimes" in tables:
         doc.para("hogwild from 1 to 2 threads, on the workload's generator at the rows given (more than fit in the "
-                 "last-level cache in the default study), with realrun's rows prefetched 16 samples ahead (cache-friendly: the "
-                 "hot features' cache lines moving between the cores limit the speedup) and without prefetching "
-                 "(latency-bound: each random row is a run of cache misses, which two cores overlap). Each regime "
-                 "is calibrated on its own 1-thread run, the coherence probes around its repeats and the 1-thread "
+                 "last-level cache in the default study), with realrun's rows prefetched the table's prefetch samples "
+                 "ahead (cache-friendly: the hot features' cache lines moving between the cores limit the speedup) "
+                 "and without prefetching (latency-bound: each random row is a run of cache misses, which two "
+                 "cores overlap). Each regime is calibrated on its own 1-thread run, the coherence probes around its repeats and the 1-thread "
                  "microbenchmarks -- nothing from a 2-thread run -- and hwsim's predicted speedup is held against "
                  "the measured one (median of the repeats that ran in the probes' main state; lo/hi: the slowest "
                  "and fastest of them). Reads miss for the k-lines cost at the sample's misses in flight "

@@ -730,23 +730,20 @@ def section_calibrate(study: Study) -> None:
     calm = need("analysis.calibrate")
     f0 = calm.fit(res.samples, problem=problem, epoch_seconds=res.epoch_seconds)
     kw, atomic_note = {"fitted": f0}, ""
-    ran = study.state.get("real_results", {})
-    atomic = ran.get((WORKLOAD, "hogwild-atomic", 1))
-    if atomic is not None:  # what a locked store takes, from the 1-thread hogwild-atomic run (no line moves)
+    # what a locked store and a lock take: the 1-thread hogwild-atomic / lock-coord runs against the plain one
+    for scheme, estimate, field, what, otherwise in (
+            ("hogwild-atomic", calm.atomic_write_ns, "atomic_write", "an atomic-instruction store takes",
+             "atomic-instruction stores take write_cost"),
+            ("lock-coord", calm.lock_ns, "lock", "a lock costs", "locks cost nothing")):
+        run = study.state.get("real_results", {}).get((WORKLOAD, scheme, 1))
+        if run is None:
+            continue
         try:
-            ns, src = calm.atomic_write_ns(atomic, f0, problem=problem)
-            kw.update(atomic_write_cost=ns, atomic_write_source=src)
-            atomic_note = f"; atomic-instruction stores take {ns:.3g} ns (the 1-thread hogwild-atomic run)"
+            ns, src = estimate(run, f0, problem=problem)
+            kw.update({f"{field}_cost": ns, f"{field}_source": src})
+            atomic_note += f"; {what} {ns:.3g} ns (the 1-thread {scheme} run)"
         except ValueError as exc:
-            atomic_note = f"; atomic-instruction stores take write_cost ({exc})"
-    locked = ran.get((WORKLOAD, "lock-coord", 1))
-    if locked is not None:  # what a lock costs: the 1-thread lock-coord run against the plain one
-        try:
-            ns, src = calm.lock_ns(locked, f0, problem=problem)
-            kw.update(lock_cost=ns, lock_source=src)
-            atomic_note += f"; a lock costs {ns:.3g} ns (the 1-thread lock-coord run)"
-        except ValueError as exc:
-            atomic_note += f"; locks cost nothing ({exc})"
+            atomic_note += f"; {otherwise} ({exc})"
     if pingpong is not None:
         cal, how = need("analysis.calibrate", "calibrate_split")(res, problem=problem, pingpong=pingpong,
                                                                  spec=res.spec, overlap=overlap, **kw)
@@ -787,9 +784,8 @@ def _steady_probes(study: Study, probes: list) -> tuple[list, str]:
         return probes, ""
     study.state["state_repeats"] = reps
     left = [int(r) for r in states["repeat"] if int(r) not in reps]
-    keep = sorted({i for r in reps for i in (r, r + 1)})
     pp = float(np.median([states.loc[r, "pingpong_lo"] for r in reps]))
-    return [probes[i] for i in keep], (
+    return _around(probes, reps), (
         f"; the host moved the vCPUs while the runs were measured: calibrated on the probes around repeats {reps} "
         f"(one state, ping-pong about {pp:.3g} ns), and the comparison uses those repeats only (repeats {left} "
         "ran in another state or while the host moved: table coherence_states)")
@@ -805,6 +801,11 @@ def _main_state(states: pd.DataFrame) -> list[int] | None:
     counts = steady.groupby("state").size()
     best = int(counts[counts == counts.max()].index.min())
     return sorted(int(r) for r in states.loc[states["state"] == best, "repeat"])
+
+
+def _around(probes: list, reps: list[int]) -> list:
+    """The probes taken around the given repeats (repeat r ran between probes r and r + 1)."""
+    return [probes[i] for i in sorted({i for r in reps for i in (r, r + 1)})]
 
 
 def _write_machine(study: Study, cal) -> None:
@@ -874,14 +875,15 @@ def section_predict(study: Study) -> None:
     _predict(study, WORKLOAD, study.spec.run, study.spec.schemes, "predict", "")
 
 
-#: Issue 13's two regimes: how realrun's hogwild kernel reaches its rows.  ``cache-friendly``
-#: prefetches each row 16 samples ahead (realrun's default), so what limits two threads is
-#: the hot features' cache lines moving between the cores; ``latency-bound`` does not
-#: prefetch, each random row is a run of cache misses, and two cores overlap them.
-REGIMES: tuple[tuple[str, dict], ...] = (("cache-friendly", {"prefetch": 16}), ("latency-bound", {"prefetch": 0}))
+#: Issue 13's two regimes: how realrun's hogwild kernel reaches its rows (its
+#: ``options.prefetch``; None: realrun's default).  ``cache-friendly`` prefetches each row
+#: ahead, so what limits two threads is the hot features' cache lines moving between the
+#: cores; ``latency-bound`` does not prefetch, each random row is a run of cache misses, and
+#: two cores overlap them.
+REGIMES: tuple[tuple[str, int | None], ...] = (("cache-friendly", None), ("latency-bound", 0))
 
 
-def _regime(study: Study, run: RunSpec, name: str, options: dict, problem) -> dict:
+def _regime(study: Study, run: RunSpec, name: str, prefetch: int | None, problem) -> dict:
     """One regime: hogwild at 1 and 2 threads, ``repeats`` times interleaved with coherence
     probes around them; calibrate on the median 1-thread run, the probes of the state most
     repeats ran in and the 1-thread microbenchmarks (:func:`analysis.calibrate.calibrate_split`,
@@ -892,7 +894,9 @@ def _regime(study: Study, run: RunSpec, name: str, options: dict, problem) -> di
     pred = need("analysis.predict")
     cmp = need("analysis.compare", "compare")
     spec = study.spec
-    base = run.replace(scheme="hogwild", threads=1, options={**dict(run.options), **options})
+    if prefetch is None:
+        prefetch = need("realrun.engine", "DEFAULT_PREFETCH")
+    base = run.replace(scheme="hogwild", threads=1, options={**dict(run.options), "prefetch": int(prefetch)})
     for t in (1, 2):  # warm-up: compiles this kernel variant outside the measurements
         realrun(base.replace(threads=t, epochs=1), problem=problem)
     ones, twos, probes = [], [], []
@@ -914,7 +918,7 @@ def _regime(study: Study, run: RunSpec, name: str, options: dict, problem) -> di
             reps = main
             if len(reps) < len(twos):
                 note = f"host moved: compared with repeats {reps} (one state)"
-        probes = [probes[i] for i in sorted({i for r in reps for i in (r, r + 1)})]
+        probes = _around(probes, reps)
     order = np.argsort([r.samples_per_s for r in ones])
     calib_run = ones[int(order[len(order) // 2])]
     if probes:
@@ -930,7 +934,7 @@ def _regime(study: Study, run: RunSpec, name: str, options: dict, problem) -> di
     m1 = np.array([r.samples_per_s for r in ones])
     m2 = np.array([twos[r].samples_per_s for r in reps])
     hw = cal.machine
-    return {"workload": WORKLOAD, "regime": name, "prefetch": int(options["prefetch"]), "rows": int(problem.N),
+    return {"workload": WORKLOAD, "regime": name, "prefetch": int(prefetch), "rows": int(problem.N),
             "epochs": int(base.epochs), "scheme": "hogwild",
             "threads": 2, "figure": "speedup", "measured": float(row["measured"]),
             "measured_lo": float(m2.min() / np.median(m1)), "measured_hi": float(m2.max() / np.median(m1)),
@@ -959,8 +963,8 @@ def section_regimes(study: Study) -> None:
     rows = []
     complete = False
     try:
-        for name, options in REGIMES:
-            rows.append(_regime(study, run, name, options, problem))
+        for name, prefetch in REGIMES:
+            rows.append(_regime(study, run, name, prefetch, problem))
         complete = True
     finally:
         if rows:

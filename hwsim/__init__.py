@@ -65,9 +65,11 @@ from .model import ORDER_SCHEMA, SimResult, history_frame, scheme_code
 NO_COORD_TRACE = ("decentralized",)
 
 ENGINES = ("fast", "reference")
-#: schemes with their own sample rules (hwsim.sync, hwsim.cyclades), where
-#: ``Machine.miss_overlap`` and ``Machine.store_coherence_cost`` are not modelled
+#: schemes with their own sample rules (hwsim.sync, hwsim.cyclades), which do not model
+#: the Machine fields of PER_SAMPLE_ONLY
 OWN_SAMPLE_RULES = ("minibatch-sync", "cyclades")
+#: Machine fields that are rules of the per-sample schemes only, with the value that turns each off
+PER_SAMPLE_ONLY = {"miss_overlap": 0, "store_coherence_cost": None}
 
 
 def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coord_trace=True,
@@ -116,16 +118,12 @@ def simulate(spec, machine: Machine, *, problem=None, engine: str = "fast", coor
                          "'reference' (the SimPy specification)")
     if not isinstance(machine, Machine):
         raise TypeError(f"machine = {machine!r}: must be a hwsim.Machine; build one with hwsim.Machine(cores=..., ...)")
-    if machine.miss_overlap and spec.scheme in OWN_SAMPLE_RULES:
-        raise MachineError("miss_overlap", machine.miss_overlap,
-                           f"hidden misses are a rule of the per-sample schemes; {spec.scheme!r} has its own sample "
-                           "structure (hwsim.sync / hwsim.cyclades) that does not model them",
-                           "simulate it with machine.replace(miss_overlap=0)")
-    if machine.store_coherence_cost is not None and spec.scheme in OWN_SAMPLE_RULES:
-        raise MachineError("store_coherence_cost", machine.store_coherence_cost,
-                           f"a separate plain-store miss cost is a rule of the per-sample schemes; {spec.scheme!r} "
-                           "has its own sample structure (hwsim.sync / hwsim.cyclades) whose writes pay "
-                           "coherence_cost", "simulate it with machine.replace(store_coherence_cost=None)")
+    for name, off in PER_SAMPLE_ONLY.items() if spec.scheme in OWN_SAMPLE_RULES else ():
+        if getattr(machine, name) != off:
+            raise MachineError(name, getattr(machine, name),
+                               f"a rule of the per-sample schemes; {spec.scheme!r} has its own sample structure "
+                               "(hwsim.sync / hwsim.cyclades) that does not model it",
+                               f"simulate it with machine.replace({name}={off!r})")
     if spec.scheme == "minibatch-sync":  # barrier per step: hwsim.sync (its own rules and engines)
         from .sync import simulate_sync
 

@@ -394,6 +394,8 @@ def test_atomic_write_cost_from_a_one_thread_atomic_run(tmp_path):
 
     with pytest.raises(ValueError, match="atomic instructions"):
         cal.atomic_write_ns(Run(), f0, terms=terms)
+    with pytest.raises(ValueError, match="atomic instructions"):  # a bare trace with its run's spec
+        cal.atomic_write_ns(atomic, f0, spec=Run.spec, terms=terms)
 
 
 def test_lock_cost_from_a_one_thread_lock_coord_run(tmp_path):
@@ -431,6 +433,8 @@ def test_lock_cost_from_a_one_thread_lock_coord_run(tmp_path):
 
     with pytest.raises(ValueError, match="lock-coord"):
         cal.lock_ns(Run(), f0, terms=terms)
+    with pytest.raises(ValueError, match="lock-coord"):  # a bare trace with its run's spec (the CLI's case)
+        cal.lock_ns(locked, f0, spec=Run.spec, terms=terms)
 
 
 def test_memory_stall_by_hand():

@@ -121,3 +121,19 @@ def test_misses_per_sample_on_the_contention_workload():
     got = cal.misses_per_sample(spec, m, prob, threads=2, engine=ENGINE)
     assert K / 2 < got <= 2 * K
     assert cal.misses_per_sample(spec, m, prob, threads=1, engine=ENGINE) == 0.0
+
+
+@pytest.mark.parametrize("scheme", ["minibatch-sync", "cyclades"])
+def test_own_sample_rules_drop_the_per_sample_fields_and_say_so(problem, scheme, caplog):
+    """minibatch-sync and cyclades do not model hidden misses or a plain-store miss cost
+    (hwsim.PER_SAMPLE_ONLY; hwsim.simulate refuses them): predict simulates them with both
+    off, says so, and predicts exactly what the machine without them predicts."""
+    spec = _spec(epochs=1, scheme=scheme, options={"batch_size": 16} if scheme == "minibatch-sync" else {})
+    plain = _true_machine()
+    calibrated = plain.replace(miss_overlap=50, store_coherence_cost=0)
+    with caplog.at_level("WARNING", logger="analysis.predict"):
+        got = pred.predict(spec, calibrated, cores=(1, 2), problem=problem, engine=ENGINE)
+    assert "miss_overlap, store_coherence_cost" in caplog.text and scheme in caplog.text
+    want = pred.predict(spec, plain, cores=(1, 2), problem=problem, engine=ENGINE)
+    assert got["samples_per_s"].tolist() == want["samples_per_s"].tolist()
+    assert (got["miss_overlap"] == 0).all() and (got["store_miss_cost"] == TRUE["coherence_cost"]).all()
