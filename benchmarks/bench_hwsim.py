@@ -9,23 +9,30 @@ Run (from the repository root)::
                                                           # its coordinate trace to Parquet
 
 A *coordinate event* is one simulated coordinate read or write (2 per support entry per
-sample).  Events/s = events / seconds of one whole ``hwsim.simulate`` call (trace
-assembly and history evaluation included; data generation and JIT compilation excluded:
-the fast engine is warmed on a tiny run first and its compile time is printed).  Figures
-are medians of ``--repeats`` runs (the reference engine: half as many), as wall-clock and
-as process CPU time -- on a shared machine the CPU time is the steadier of the two; the load
-average is printed with them.  Fairness: both engines get the same problem object, spec and
-machine, produce the same outputs (trace hashes checked equal: the coordinate trace, when
-on, as DataFrames in both), are timed the same way (the previous result stays alive while
-the next run allocates, for both), and the events are counted once, from the problem.  The
-big case keeps the sample-level trace and turns the coordinate-level trace off (or, with
-``--big-stream``, streams it to a Parquet file in a temporary folder); memory is reported as
-the peak of numpy allocations during the run (tracemalloc) and the process's peak resident
-set size.  ``faults`` is the median number of minor page faults per run: memory the
-operating system had to provide fresh.  The in-memory coordinate trace is about 73 bytes
-per row, all of it fresh unless the allocator recycles the previous run's pages; on a
-virtual machine a fresh page can cost far more than writing it, so a run with faults can
-take twice as long as one without, and the median moves with how many runs fault.
+sample). Events/s = events / seconds of one whole ``hwsim.simulate`` call (trace assembly
+and history evaluation included; data generation and JIT compilation excluded: the fast
+engine is warmed on a tiny run first and its compile time is printed). Each case then runs
+each engine once untimed before its timed runs, so that both are measured in the steady
+state of a sweep: caches warm and the memory allocator holding pages from an earlier run
+(without it, the first runs of a case take fresh pages from the operating system; see
+``faults`` below). Figures are medians of ``--repeats`` runs (the reference engine: half
+as many), as wall-clock and as process CPU time -- on a shared machine the CPU time is the
+steadier of the two; the load average is printed with them. Fairness: both engines get the
+same problem object, spec and machine, produce the same outputs (trace hashes checked
+equal: the coordinate trace, when on, as DataFrames in both), are timed the same way (the
+previous result stays alive while the next run allocates, for both), and the events are
+counted once, from the problem. The big case keeps the sample-level trace and turns the
+coordinate-level trace off (or, with ``--big-stream``, streams it to a Parquet file in a
+temporary folder); memory is reported as the peak of numpy allocations during the run
+(tracemalloc) and the process's peak resident set size. ``faults`` is the median number of
+minor page faults per run: memory the operating system had to provide fresh. The in-memory
+coordinate trace is about 73 bytes per row, all of it fresh unless the allocator recycles
+the previous run's pages; on a virtual machine a fresh page can cost far more than writing
+it, so a run with faults can take twice as long as one without, and the median moves with
+how many runs fault. With the previous result alive, glibc's allocator typically gives
+every second run fresh pages (the result freed last sat at the top of the heap, which is
+returned to the operating system), so where a case has runs of both kinds the table adds
+their medians and ratios on a line of their own.
 
 Machine of every case: read 2 ticks, write 4, coherence miss 60, 8 coordinates per
 line, compute delay 100 + Exp(mean 50) ticks; hogwild with atomic writes, float64 state.
@@ -66,8 +73,10 @@ def _problem(n_rows, n_features, nnz_mean, seed=0):
 
 
 def _timed(fn, repeats):
-    """(last result, median wall s, median CPU s, median minor page faults) over ``repeats`` calls."""
-    out, wall, cpu, faults = None, [], [], []
+    """(last result, median wall s, median CPU s, median minor page faults, [(CPU s, faults)
+    per run]) over ``repeats`` calls, after one untimed call (the warm-up: see the module
+    docstring)."""
+    out, wall, cpu, faults = fn(), [], [], []
     for _ in range(repeats):
         f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t, c = time.perf_counter(), time.process_time()
@@ -75,7 +84,23 @@ def _timed(fn, repeats):
         wall.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
-    return out, statistics.median(wall), statistics.median(cpu), statistics.median(faults)
+    return out, statistics.median(wall), statistics.median(cpu), statistics.median(faults), list(zip(cpu, faults))
+
+
+#: a run with more minor page faults than this (1 MiB of pages) took fresh memory
+FRESH_FAULTS = 256
+
+
+def _fresh_split(runs, ref_cpu: float) -> str:
+    """The CPU-time medians of ``runs`` (_timed's) without and with fresh pages, and the
+    ratio of each to ``ref_cpu``, when both kinds occurred (else "")."""
+    calm = [c for c, f in runs if f <= FRESH_FAULTS]
+    fresh = [c for c, f in runs if f > FRESH_FAULTS]
+    if not calm or not fresh:
+        return ""
+    a, b = statistics.median(calm), statistics.median(fresh)
+    return (f"{'':>27}runs without fresh pages: cpu {a:.4f} s ({len(calm)} of {len(runs)}), {ref_cpu / a:.0f}x; "
+            f"with: {b:.4f} s ({len(fresh)}), {ref_cpu / b:.0f}x")
 
 
 def _rss_mib():
@@ -113,10 +138,11 @@ def small(repeats: int, rows: int):
     for cores in (4, 16):
         spec, machine = _spec(cores), _machine(cores)
         for trace in (False, True):
-            ref, ref_w, ref_c, ref_f = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="reference",
-                                                              coord_trace=trace), max(1, (repeats + 1) // 2))
-            fast, fast_w, fast_c, fast_f = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="fast",
-                                                                 coord_trace=trace), repeats)
+            def run(engine):
+                return hwsim.simulate(spec, machine, problem=problem, engine=engine, coord_trace=trace)
+
+            ref, ref_w, ref_c, ref_f, _ = _timed(lambda: run("reference"), max(1, (repeats + 1) // 2))
+            fast, fast_w, fast_c, fast_f, runs = _timed(lambda: run("fast"), repeats)
             if hwsim.trace_hash(ref) != hwsim.trace_hash(fast):
                 raise SystemExit("fast and reference engines disagree: a bug")
             tr = "on" if trace else "off"
@@ -124,6 +150,9 @@ def small(repeats: int, rows: int):
                   f"{ref_f:>7,.0f}")
             print(f"{cores:>5} {tr:>11} {'fast':>9} {fast_w:>8.4f} {fast_c:>8.4f} {events / fast_c:>15,.0f} "
                   f"{fast_f:>7,.0f} {ref_w / fast_w:>9.0f}x {ref_c / fast_c:>8.0f}x")
+            note = _fresh_split(runs, ref_c)
+            if note:
+                print(note)
     print(_load())
 
 
@@ -143,7 +172,7 @@ def big(repeats: int, stream: bool = False):
     print(f"resident before the run: {cur:,.0f} MiB (the problem's data; peak so far {peak:,.0f} MiB)")
     spec, machine = _spec(16), _machine(16)
     tracemalloc.start()
-    res, med_w, med_c, _ = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="fast",
+    res, med_w, med_c, _, _ = _timed(lambda: hwsim.simulate(spec, machine, problem=problem, engine="fast",
                                                       coord_trace=False), repeats)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

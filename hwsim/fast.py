@@ -19,9 +19,15 @@ the tree's root is that key (the ``(tick, core)`` tie-break is in the key).  The
 goes on with the core's next access with its state in registers -- no pop, no dispatch, no
 reload of the thread's fields -- until another core's event comes first, the quantum would
 expire, or the sample's last access is followed by work for the generic step machine (the
-delay draw, END, the next START).  A write start (the delay's end) issues the first write
-on a short path of its own; everything else (read done, END, acquire/START, release,
-barrier, time-slice expiry) goes through the generic step machine.
+delay draw, END, the next START).  When it does switch (most events at many cores), the
+next event is the earliest of the *other* cores' events: the minimum ``r2`` of the siblings
+on the core's tree path, which the core's own events cannot change.  So an access event
+(pinned threads) takes ``r2`` first and loads that core's thread fields while its own
+event runs; the next event, if it is that core's, starts with them in registers, and the new
+root is ``min(key, r2)`` without waiting for the walk up the tree (whose stores still
+happen).  A write start (the delay's end) issues the first write on a short path of its
+own; everything else (read done, END, acquire/START, release, barrier, time-slice expiry)
+goes through the generic step machine.
 
 What an access event costs is mostly latency: the next event's core comes out of the tree,
 its thread's fields, the coherence word of its next line, the new key, the tree again.  So
@@ -46,7 +52,7 @@ they are a buffer of ``chunk_rows`` rows that the driver flushes to Parquet when
 START could overflow it (the loop returns, :func:`_flush` writes every finished row and
 moves the rest to the front, the loop resumes), so memory stays bounded by the chunk plus
 the rows of samples still in flight.  An access does not store into the columns itself:
-it appends (row, tick, op, value) to a small event log that :func:`_scatter` moves into the
+it appends (row, tick, op, value) to a small log of its kind that :func:`_scatter` moves into the
 columns in one tight pass every :data:`LOG_EVENTS` accesses; the columns fixed at START
 (``sample``, ``coord``, an atomic write's ``wread_op`` = -1) are filled by
 :func:`_fill_rows` outside the loop.
@@ -128,8 +134,8 @@ SC_STARTED, SC_READDONE, SC_FINISHED, SC_OP, SC_NEXTROW, SC_LOST, SC_ARRIVED, SC
 # thread fields (th); those an access event reads come first (one cache line); TH_JN: the
 # coordinate of the access after the pending one (see the module docstring); TH_HIDE: the
 # miss ticks the in-flight sample may still hide (machine.miss_overlap, hwsim.model)
-TH_ACT, TH_I, TH_M, TH_LO, TH_ROW0, TH_QEND, TH_JN, TH_SNAP, TH_K, TH_POS, TH_NEED, TH_CORE, TH_TERM, TH_WAIT, \
-    TH_QNEXT, TH_HIDE = range(16)
+TH_ACT, TH_I, TH_M, TH_LO, TH_ROW0, TH_QEND, TH_JN, TH_HIDE, TH_SNAP, TH_K, TH_POS, TH_NEED, TH_CORE, TH_TERM, \
+    TH_WAIT, TH_QNEXT = range(16)
 # thread actions: what the thread's next event does.  START: begin (acquire for) the next
 # sample or arrive at the barrier; ACQ: woken holding the lock (turn) it waited for; READ:
 # read TH_I completes; WSTART: the compute delay ended; STORE: store TH_I lands.  A thread
@@ -195,6 +201,19 @@ def _leaf_set(tree, v, c, P):
         node >>= U(1)
         tree[node] = v
     return v
+
+
+@njit(nogil=True, inline="always")
+def _leaf_store(tree, v, c, P):
+    """:func:`_leaf_set` without computing the root (the caller knows it)."""
+    node = U(P + c)
+    tree[node] = v
+    while node > 1:
+        sib = tree[node ^ U(1)]
+        if sib < v:
+            v = sib
+        node >>= U(1)
+        tree[node] = v
 
 
 @njit(nogil=True, inline="always")
@@ -490,9 +509,11 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
     base = sc[SC_BASE]  # the trace buffer's first global row
     cap = c_rtick.size  # its rows
     op = sc[SC_OP]  # the memory-operation counter, kept in a register inside the loop
-    elog = np.empty((LOG_EVENTS + maxlen, 3), dtype=np.int64)  # trace rows of the latest accesses: 2·row +
-    elogf = np.empty(LOG_EVENTS + maxlen)  # store?, tick, op; the value read / the delta written
-    lp = 0
+    rlog = np.empty((LOG_EVENTS + maxlen, 3), dtype=np.int64)  # the latest reads' trace row, tick, op
+    rlogf = np.empty(LOG_EVENTS + maxlen)  # and value read
+    wlog = np.empty((LOG_EVENTS + maxlen, 3), dtype=np.int64)  # the latest stores' row, tick, op
+    wlogf = np.empty(LOG_EVENTS + maxlen)  # and delta written
+    lr = lw = 0
     status = RUN_DONE
 
     if sc[SC_FRESH] == 1:  # a fresh epoch: wake every thread in thread order
@@ -506,15 +527,19 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
             _wake(th, cs, tree, rq, sc, mc, t, now)
 
     root = tree[1]  # kept in a register: every path below leaves the new root in it
+    pc = -1  # the core whose thread's access fields are preloaded (p*), or -1
+    pact = pi = pm = plo = pr0 = pqend = pjn = pleft = np.int64(0)
+    r2 = INF
     while True:
         if root >= INF:
             status = RUN_STUCK  # no pending event before the barrier: a deadlock (engine bug)
             break
         c = root & (P - 1)
         now = root >> pbits
-        if lp >= LOG_EVENTS:  # (the log has room for one more run of accesses: maxlen)
-            _scatter(elog, elogf, lp, c_rtick, c_rval, c_rop, c_wtick, c_delta, c_wop)
-            lp = 0
+        if lr >= LOG_EVENTS or lw >= LOG_EVENTS:  # (each log has room for one more run of accesses: maxlen)
+            _scatter(rlog, rlogf, lr, c_rtick, c_rval, c_rop)
+            _scatter(wlog, wlogf, lw, c_wtick, c_delta, c_wop)
+            lr = lw = 0
         if sliced:
             if cs[CS_KIND, c] == EV_EXPIRY:
                 _expire(th, cs, tree, rq, sc, mc, c, now)
@@ -523,29 +548,55 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
             t = cs[CS_RUNNING, c]
         else:
             t = c  # pinned: thread c runs on core c
-        act = th[U(t), U(TH_ACT)]
-        if act == ACT_READ:  # hot path: read completions, this core's run of them
+        if c == pc:  # its access fields were loaded during the previous event (see below)
+            act, i, m, lo, r0g, qend, jn, left = pact, pi, pm, plo, pr0, pqend, pjn, pleft
+        else:
+            act = th[U(t), U(TH_ACT)]
             i = th[U(t), U(TH_I)]
             m = th[U(t), U(TH_M)]
+            lo = th[U(t), U(TH_LO)]
+            r0g = th[U(t), U(TH_ROW0)]
+            qend = th[U(t), U(TH_QEND)]
+            jn = th[U(t), U(TH_JN)]
+            left = th[U(t), U(TH_HIDE)]
+        pc = -1
+        if not sliced and (act == ACT_READ or act == ACT_STORE):
+            # the run's next event is most likely the next-earliest other core's (every
+            # sibling on c's tree path is another core's event and stays so while c's
+            # events run): load its thread's access fields now, off this event's chain
+            node = U(P + c)
+            r2 = INF
+            while node > U(1):
+                sib = tree[node ^ U(1)]
+                if sib < r2:
+                    r2 = sib
+                node >>= U(1)
+            if r2 < INF:
+                pc = r2 & (P - 1)
+                pact = th[U(pc), U(TH_ACT)]
+                pi = th[U(pc), U(TH_I)]
+                pm = th[U(pc), U(TH_M)]
+                plo = th[U(pc), U(TH_LO)]
+                pr0 = th[U(pc), U(TH_ROW0)]
+                pqend = th[U(pc), U(TH_QEND)]
+                pjn = th[U(pc), U(TH_JN)]
+                pleft = th[U(pc), U(TH_HIDE)]
+        if act == ACT_READ:  # hot path: read completions, this core's run of them
             if i + 1 == m and dpos[U(c)] >= B:  # READ DONE will draw a delay
                 sc[SC_NEEDCORE] = c
                 status = RUN_NEED_DELAYS
                 break
-            lo = th[U(t), U(TH_LO)]
-            r0 = th[U(t), U(TH_ROW0)] - base
-            qend = th[U(t), U(TH_QEND)]
-            jn = th[U(t), U(TH_JN)]
-            left = th[U(t), U(TH_HIDE)]
+            r0 = r0g - base
             while True:
                 j = np.int64(indices[U(lo + i)])
                 v = read_value(x, U(j), inv_scale)
                 xr[U(t), U(i)] = v
                 if trace:  # the event log (see _scatter)
-                    elog[U(lp), U(0)] = 2 * (r0 + i)
-                    elog[U(lp), U(1)] = now
-                    elog[U(lp), U(2)] = op
-                    elogf[U(lp)] = v
-                    lp += 1
+                    rlog[U(lr), U(0)] = r0 + i
+                    rlog[U(lr), U(1)] = now
+                    rlog[U(lr), U(2)] = op
+                    rlogf[U(lr)] = v
+                    lr += 1
                 op += 1
                 i += 1
                 if i == m:
@@ -564,7 +615,11 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                     root = tree[1]
                     break
                 key = (nxt << pbits) | c
-                root = _leaf_set(tree, key, c, P)
+                if sliced:
+                    root = _leaf_set(tree, key, c, P)
+                else:  # the other cores' minimum r2 is fixed while c's events run
+                    _leaf_store(tree, key, c, P)
+                    root = key if key < r2 else r2
                 if root != key or (i + 1 == m and dpos[U(c)] >= B):
                     break
                 now = nxt  # this core's next event is the run's next event: go on here
@@ -602,8 +657,6 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 root = _leaf_set(tree, (nxt << pbits) | c, c, P)
             continue
         elif act == ACT_STORE:  # hot path: store landings (and the next write's issue)
-            i = th[U(t), U(TH_I)]
-            m = th[U(t), U(TH_M)]
             if i + 1 == m:  # END, then START with a trace row allocation and maybe a delay draw
                 if dpos[U(c)] >= B:
                     sc[SC_NEEDCORE] = c
@@ -615,11 +668,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 if rmw and sc[SC_NFREE] < runs_need:
                     status = RUN_GROW
                     break
-            lo = th[U(t), U(TH_LO)]
-            r0 = th[U(t), U(TH_ROW0)] - base
-            qend = th[U(t), U(TH_QEND)]
-            jn = th[U(t), U(TH_JN)]
-            left = th[U(t), U(TH_HIDE)]
+            r0 = r0g - base
             while True:
                 j = np.int64(indices[U(lo + i)])
                 dv = encode_delta(x, ub[U(t), U(i)], scale)
@@ -640,11 +689,11 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                     d = W + ms
                 _own(valid, c, j, HT, lsh, LC)
                 if trace:
-                    elog[U(lp), U(0)] = 2 * (r0 + i) + 1
-                    elog[U(lp), U(1)] = now
-                    elog[U(lp), U(2)] = op
-                    elogf[U(lp)] = dv * inv_scale if fixed else dv
-                    lp += 1
+                    wlog[U(lw), U(0)] = r0 + i
+                    wlog[U(lw), U(1)] = now
+                    wlog[U(lw), U(2)] = op
+                    wlogf[U(lw)] = dv * inv_scale if fixed else dv
+                    lw += 1
                     if rmw:
                         c_prev[r0 + i] = last_row[j]
                         last_row[j] = base + r0 + i
@@ -670,7 +719,11 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                     root = tree[1]
                     break
                 key = (nxt << pbits) | c
-                root = _leaf_set(tree, key, c, P)
+                if sliced:
+                    root = _leaf_set(tree, key, c, P)
+                else:  # the other cores' minimum r2 is fixed while c's events run
+                    _leaf_store(tree, key, c, P)
+                    root = key if key < r2 else r2
                 if root != key or (i + 1 == m and (
                         dpos[U(c)] >= B or (stream and sc[SC_NEXTROW] - base + maxlen > cap)
                         or (rmw and sc[SC_NFREE] < runs_need))):
@@ -701,6 +754,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 step = STEP_ACQ
 
         # the generic steps of this event, in program order, until the thread waits or blocks
+        pc = -1  # (they may change other threads' fields: a release wakes a waiter)
         cs[CS_KEY, c] = INF
         while True:
             if step == STEP_READ_DONE:  # compute the update; wait the compute delay
@@ -823,7 +877,8 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
             status = RUN_DONE
             break
     if trace:
-        _scatter(elog, elogf, lp, c_rtick, c_rval, c_rop, c_wtick, c_delta, c_wop)
+        _scatter(rlog, rlogf, lr, c_rtick, c_rval, c_rop)
+        _scatter(wlog, wlogf, lw, c_wtick, c_delta, c_wop)
     sc[SC_OP] = op
     return status
 
@@ -856,36 +911,25 @@ def _kernel(update):
 
 
 @njit(nogil=True)
-def _scatter(elog, elogf, n, c_rtick, c_rval, c_rop, c_wtick, c_delta, c_wop):
-    """Move n logged accesses into their trace rows: a read's tick, value and op, or a
-    store's tick, delta and op.
+def _scatter(log, logf, n, c_tick, c_val, c_op):
+    """Move n logged accesses of one kind into their trace rows: the reads' tick, value read
+    and op (``read_tick``, ``read_value``, ``read_op``), or the stores' tick, delta and op.
 
-    The event loop appends each access to a small log (one sequential stream that stays in
-    cache) instead of storing into six columns at rows spread over every in-flight sample;
-    this loop does those scattered stores in one tight pass, where the memory system can
-    overlap them."""
+    The event loop appends each access to a small log of its kind (one sequential stream
+    that stays in cache) instead of storing into three columns at rows spread over every
+    in-flight sample; this loop does those scattered stores in one tight pass without a
+    branch, prefetching the target lines a little ahead, where the memory system can overlap
+    them."""
     for q in range(n):
-        if q + SCATTER_AHEAD < n:  # the target lines of an entry a little ahead, for writing
-            rq = elog[q + SCATTER_AHEAD, 0]
-            rr = rq >> 1
-            if rq & 1:
-                _prefetch_w(c_wtick, rr)
-                _prefetch_w(c_wop, rr)
-                _prefetch_w(c_delta, rr)
-            else:
-                _prefetch_w(c_rtick, rr)
-                _prefetch_w(c_rop, rr)
-                _prefetch_w(c_rval, rr)
-        rk = elog[q, 0]
-        r = rk >> 1
-        if rk & 1:
-            c_wtick[r] = elog[q, 1]
-            c_wop[r] = elog[q, 2]
-            c_delta[r] = elogf[q]
-        else:
-            c_rtick[r] = elog[q, 1]
-            c_rop[r] = elog[q, 2]
-            c_rval[r] = elogf[q]
+        if q + SCATTER_AHEAD < n:
+            ra = log[q + SCATTER_AHEAD, 0]
+            _prefetch_w(c_tick, ra)
+            _prefetch_w(c_op, ra)
+            _prefetch_w(c_val, ra)
+        r = log[q, 0]
+        c_tick[r] = log[q, 1]
+        c_op[r] = log[q, 2]
+        c_val[r] = logf[q]
 
 
 @njit(nogil=True)
