@@ -204,19 +204,6 @@ def _leaf_set(tree, v, c, P):
 
 
 @njit(nogil=True, inline="always")
-def _leaf_store(tree, v, c, P):
-    """:func:`_leaf_set` without computing the root (the caller knows it)."""
-    node = U(P + c)
-    tree[node] = v
-    while node > 1:
-        sib = tree[node ^ U(1)]
-        if sib < v:
-            v = sib
-        node >>= U(1)
-        tree[node] = v
-
-
-@njit(nogil=True, inline="always")
 def _miss(valid, c, j, H, lsh, LC):
     """Coherence: H when core c holds no valid copy of j's line, else 0 (hwsim.model)."""
     if H == 0:
@@ -618,7 +605,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 if sliced:
                     root = _leaf_set(tree, key, c, P)
                 else:  # the other cores' minimum r2 is fixed while c's events run
-                    _leaf_store(tree, key, c, P)
+                    _leaf_set(tree, key, c, P)  # (its stores; the root is known)
                     root = key if key < r2 else r2
                 if root != key or (i + 1 == m and dpos[U(c)] >= B):
                     break
@@ -722,7 +709,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 if sliced:
                     root = _leaf_set(tree, key, c, P)
                 else:  # the other cores' minimum r2 is fixed while c's events run
-                    _leaf_store(tree, key, c, P)
+                    _leaf_set(tree, key, c, P)  # (its stores; the root is known)
                     root = key if key < r2 else r2
                 if root != key or (i + 1 == m and (
                         dpos[U(c)] >= B or (stream and sc[SC_NEXTROW] - base + maxlen > cap)
