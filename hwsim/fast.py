@@ -40,10 +40,14 @@ read before this access's touch / store of its own line is written (:func:`_miss
 hot-path array indices are unsigned (``U``), so Numba emits no negative-index wraparound;
 and the problem's ``update`` kernel is compiled inline into the loop (:func:`_kernel`).
 Whole-run CPU time per access on the benchmark (``benchmarks/bench_hwsim.py``, one core of
-a shared 2-vCPU VM, coordinate trace off): about 6 ns at 1 core, 18 ns at 4 cores and
-22 ns at 16 cores, where a core rarely has two events in a row.  Keeping the coordinate
-trace in memory adds its ~73 bytes per row of fresh memory (ten columns), about 8-15 ns
-per access, most of it the operating system providing and zeroing that memory.
+a shared 2-vCPU VM, coordinate trace off): about 7-8 ns at 1 core, 16 ns at 4 cores and
+18 ns at 16 cores, where a core rarely has two events in a row.  Of an access event at 16
+cores about 5 ns is the tree's chain of dependent minima (a bare loop of tree updates runs
+at that rate); a ring of per-tick core masks with a 64-tick occupancy word in a register
+measured 3.4 ns in the same bare loop, and no gain at 4 cores, so the tree stays.  Keeping
+the coordinate trace in memory (~73 bytes per row, ten columns) adds about 4-6 ns per
+access when the allocator recycles the pages of an earlier run and 8-15 ns when the
+operating system must provide them fresh.
 
 The coordinate trace is written column by column (one contiguous array per column) into
 rows ``row - base``: with ``coord_trace=True`` the arrays hold the whole run (``base`` = 0)
