@@ -289,3 +289,16 @@ def test_terms_rejects_unsorted_or_repeated_supports_naming_the_term():
     # from_csr sorts and merges, so the same entries are accepted through it
     A = sp.csr_matrix((np.ones(7), unsorted, indptr), shape=(3, 6))
     assert Terms.from_csr(A, np.zeros(3)).support(1).tolist() == [1, 2, 4]
+
+
+@pytest.mark.parametrize("name", ["svm", "logistic", "least-squares"])
+def test_linear_objective_at_zero_is_the_loss_of_zero_margins(name):
+    """objective(0) skips the product A·0 (every run's first history row): the value is the
+    mean loss at margin 0 -- 1 (hinge), log 2 (logistic), mean(y²)/2 (least squares) -- and
+    the general path agrees at a point one ulp away from 0."""
+    p = build(name)
+    y = p.terms.y
+    expected = {"svm": 1.0, "logistic": float(np.log(2.0)), "least-squares": float(0.5 * np.mean(y ** 2))}[name]
+    assert p.objective(np.zeros(p.n)) == pytest.approx(expected, rel=1e-15)
+    tiny = np.full(p.n, np.finfo(float).tiny)
+    assert p.objective(tiny) == pytest.approx(expected, rel=1e-12)
