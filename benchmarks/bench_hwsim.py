@@ -9,27 +9,27 @@ Run (from the repository root)::
                                                           # its coordinate trace to Parquet
 
 A *coordinate event* is one simulated coordinate read or write (2 per support entry per
-sample). Events/s = events / seconds of one whole ``hwsim.simulate`` call (trace assembly
+sample).  Events/s = events / seconds of one whole ``hwsim.simulate`` call (trace assembly
 and history evaluation included; data generation and JIT compilation excluded: the fast
-engine is warmed on a tiny run first and its compile time is printed). Each case then runs
+engine is warmed on a tiny run first and its compile time is printed).  Each case then runs
 each engine once untimed before its timed runs, so that both are measured in the steady
 state of a sweep: caches warm and the memory allocator holding pages from an earlier run
 (without it, the first runs of a case take fresh pages from the operating system; see
-``faults`` below). Figures are medians of ``--repeats`` runs (the reference engine: half
+``faults`` below).  Figures are medians of ``--repeats`` runs (the reference engine: half
 as many), as wall-clock and as process CPU time -- on a shared machine the CPU time is the
 steadier of the two; the load average is printed with them. Fairness: both engines get the
 same problem object, spec and machine, produce the same outputs (trace hashes checked
 equal: the coordinate trace, when on, as DataFrames in both), are timed the same way (the
 previous result stays alive while the next run allocates, for both), and the events are
-counted once, from the problem. The big case keeps the sample-level trace and turns the
+counted once, from the problem.  The big case keeps the sample-level trace and turns the
 coordinate-level trace off (or, with ``--big-stream``, streams it to a Parquet file in a
 temporary folder); memory is reported as the peak of numpy allocations during the run
-(tracemalloc) and the process's peak resident set size. ``faults`` is the median number of
-minor page faults per run: memory the operating system had to provide fresh. The in-memory
+(tracemalloc) and the process's peak resident set size.  ``faults`` is the median number of
+minor page faults per run: memory the operating system had to provide fresh.  The in-memory
 coordinate trace is about 73 bytes per row, all of it fresh unless the allocator recycles
 the previous run's pages; on a virtual machine a fresh page can cost far more than writing
 it, so a run with faults can take twice as long as one without, and the median moves with
-how many runs fault. With the previous result alive, glibc's allocator typically gives
+how many runs fault.  With the previous result alive, glibc's allocator typically gives
 every second run fresh pages (the result freed last sat at the top of the heap, which is
 returned to the operating system), so where a case has runs of both kinds the table adds
 their medians and ratios on a line of their own.

@@ -44,7 +44,10 @@ a shared 2-vCPU VM, coordinate trace off): about 7-8 ns at 1 core, 16 ns at 4 co
 18 ns at 16 cores, where a core rarely has two events in a row.  Of an access event at 16
 cores about 5 ns is the tree's chain of dependent minima (a bare loop of tree updates runs
 at that rate); a ring of per-tick core masks with a 64-tick occupancy word in a register
-measured 3.4 ns in the same bare loop, and no gain at 4 cores, so the tree stays.  Keeping
+measured 3.4 ns in the same bare loop, and no gain at 4 cores, so the tree stays.  One
+path for reads and atomic stores, with no branch on the kind of access (the next event's
+kind is as good as random at many cores), ran 10% slower at 16 cores than the two paths
+below: both values computed, x written back on a read, a select for every field.  Keeping
 the coordinate trace in memory (~73 bytes per row, ten columns) adds about 4-6 ns per
 access when the allocator recycles the pages of an earlier run and 8-15 ns when the
 operating system must provide them fresh.
@@ -56,8 +59,8 @@ they are a buffer of ``chunk_rows`` rows that the driver flushes to Parquet when
 START could overflow it (the loop returns, :func:`_flush` writes every finished row and
 moves the rest to the front, the loop resumes), so memory stays bounded by the chunk plus
 the rows of samples still in flight.  An access does not store into the columns itself:
-it appends (row, tick, op, value) to a small log of its kind that :func:`_scatter` moves into the
-columns in one tight pass every :data:`LOG_EVENTS` accesses; the columns fixed at START
+it appends (row, tick, op, value) to a small log of its kind that :func:`_scatter` moves
+into the columns in one tight pass every :data:`LOG_EVENTS` accesses; the columns fixed at START
 (``sample``, ``coord``, an atomic write's ``wread_op`` = -1) are filled by
 :func:`_fill_rows` outside the loop.
 
