@@ -60,8 +60,8 @@ START could overflow it (the loop returns, :func:`_flush` writes every finished 
 moves the rest to the front, the loop resumes), so memory stays bounded by the chunk plus
 the rows of samples still in flight.  An access does not store into the columns itself:
 it appends (row, tick, op, value) to a small log of its kind that :func:`_scatter` moves
-into the columns in one tight pass every :data:`LOG_EVENTS` accesses; the columns fixed at START
-(``sample``, ``coord``, an atomic write's ``wread_op`` = -1) are filled by
+into the columns in one tight pass whenever a log holds :data:`LOG_EVENTS` accesses; the
+columns fixed at START (``sample``, ``coord``, an atomic write's ``wread_op`` = -1) are filled by
 :func:`_fill_rows` outside the loop.
 
 Three tiers (STYLE.md): :func:`run_fast` checks, coerces and allocates; it calls the
