@@ -93,8 +93,10 @@ class LinearProblem(Problem):
     def objective(self, x: np.ndarray) -> float:
         t = self.terms
         x = np.asarray(x, dtype=np.float64)
-        if not x.any():  # the usual start x₀ = 0 (every run's first history row): all margins and
-            return _loss_mean(self.name, np.zeros(t.N), t.y)  # the regularizer are 0, no N×n product
+        if not x.any():
+            # the usual start x₀ = 0 (every run's first history row): every margin and the
+            # regularizer are 0, so the N×n product is skipped
+            return _loss_mean(self.name, np.zeros(t.N), t.y)
         margins = self.info["A"] @ x
         reg = 0.5 * float(np.sum(self.info["reg_weight"] * x * x))
         return _loss_mean(self.name, margins, t.y) + reg
