@@ -586,8 +586,7 @@ def report_table(f: Fit, coherence: float, coherence_source: str, chosen: str,
     return df
 
 
-def _per_coordinate_beyond(who: str, samples, fitted: Fit, right, wanted: str, *, spec, problem, terms,
-                           epoch_seconds) -> Fit:
+def _one_thread_fit(who: str, samples, right, wanted: str, *, spec, problem, terms, epoch_seconds) -> Fit:
     """The :func:`fit` of a 1-thread run of another scheme (a realrun result, or its sample
     trace with the run's ``spec`` if known), whose spec ``right`` must accept, for
     :func:`atomic_write_ns` and :func:`lock_ns`; ``who`` and ``wanted`` word their errors."""
@@ -620,9 +619,9 @@ def atomic_write_ns(samples, fitted: Fit, *, spec=None, problem=None, terms=None
     what is left is the locked instructions' own cost.  Returns (ns, a sentence for the fit
     table).  Raises ValueError for another scheme or thread count (``spec``: the run's, when
     ``samples`` is a bare trace)."""
-    f = _per_coordinate_beyond("atomic_write_ns", samples, fitted, _atomic_spec,
-                               "hogwild-atomic, or of hogwild with write_mode = 'atomic' (stores that are atomic "
-                               "instructions)", spec=spec, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
+    f = _one_thread_fit("atomic_write_ns", samples, _atomic_spec,
+                        "hogwild-atomic, or of hogwild with write_mode = 'atomic' (stores that are atomic "
+                        "instructions)", spec=spec, problem=problem, terms=terms, epoch_seconds=epoch_seconds)
     ns = max(fitted.write_cost + _extra_ns(f, fitted), 1.0)
     return ns, (f"write_cost {fitted.write_cost} ns plus the mean cycle of a 1-thread run with atomic-instruction "
                 f"stores ({f.mean_cycle_ns:.4g} ns) beyond the calibration run's ({fitted.mean_cycle_ns:.4g}), per "
@@ -638,9 +637,9 @@ def lock_ns(samples, fitted: Fit, *, spec=None, problem=None, terms=None, epoch_
     falls in the previous sample's cycle.  Returns (ns, a sentence for the fit table).
     Raises ValueError for another scheme or thread count (``spec``: the run's, when
     ``samples`` is a bare trace)."""
-    f = _per_coordinate_beyond("lock_ns", samples, fitted, lambda sp: sp.scheme == "lock-coord",
-                               "lock-coord (one lock per coordinate)", spec=spec, problem=problem, terms=terms,
-                               epoch_seconds=epoch_seconds)
+    f = _one_thread_fit("lock_ns", samples, lambda sp: sp.scheme == "lock-coord",
+                        "lock-coord (one lock per coordinate)", spec=spec, problem=problem, terms=terms,
+                        epoch_seconds=epoch_seconds)
     return max(_extra_ns(f, fitted), 0.0), (
         f"mean cycle of a 1-thread lock-coord run ({f.mean_cycle_ns:.4g} ns) minus the calibration run's "
         f"({fitted.mean_cycle_ns:.4g}), per coordinate of the mean support ({f.mean_support:.4g}): one lock per "

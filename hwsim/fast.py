@@ -211,6 +211,13 @@ def _leaf_set(tree, v, c, P):
 
 
 @njit(nogil=True, inline="always")
+def _access_fields(th, t):
+    """Thread t's fields an access event uses: (act, i, m, lo, row0, qend, jn, hide)."""
+    return (th[U(t), U(TH_ACT)], th[U(t), U(TH_I)], th[U(t), U(TH_M)], th[U(t), U(TH_LO)], th[U(t), U(TH_ROW0)],
+            th[U(t), U(TH_QEND)], th[U(t), U(TH_JN)], th[U(t), U(TH_HIDE)])
+
+
+@njit(nogil=True, inline="always")
 def _miss(valid, c, j, H, lsh, LC):
     """Coherence: H when core c holds no valid copy of j's line, else 0 (hwsim.model)."""
     if H == 0:
@@ -545,14 +552,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
         if c == pc:  # its access fields were loaded during the previous event (see below)
             act, i, m, lo, r0g, qend, jn, left = pact, pi, pm, plo, pr0, pqend, pjn, pleft
         else:
-            act = th[U(t), U(TH_ACT)]
-            i = th[U(t), U(TH_I)]
-            m = th[U(t), U(TH_M)]
-            lo = th[U(t), U(TH_LO)]
-            r0g = th[U(t), U(TH_ROW0)]
-            qend = th[U(t), U(TH_QEND)]
-            jn = th[U(t), U(TH_JN)]
-            left = th[U(t), U(TH_HIDE)]
+            act, i, m, lo, r0g, qend, jn, left = _access_fields(th, t)
         pc = -1
         if not sliced and (act == ACT_READ or act == ACT_STORE):
             # the run's next event is most likely the next-earliest other core's (every
@@ -567,14 +567,7 @@ def _epoch_loop(params, aux, indptr, indices, values, y, x, scale, inv_scale,
                 node >>= U(1)
             if r2 < INF:
                 pc = r2 & (P - 1)
-                pact = th[U(pc), U(TH_ACT)]
-                pi = th[U(pc), U(TH_I)]
-                pm = th[U(pc), U(TH_M)]
-                plo = th[U(pc), U(TH_LO)]
-                pr0 = th[U(pc), U(TH_ROW0)]
-                pqend = th[U(pc), U(TH_QEND)]
-                pjn = th[U(pc), U(TH_JN)]
-                pleft = th[U(pc), U(TH_HIDE)]
+                pact, pi, pm, plo, pr0, pqend, pjn, pleft = _access_fields(th, pc)
         if act == ACT_READ:  # hot path: read completions, this core's run of them
             if i + 1 == m and dpos[U(c)] >= B:  # READ DONE will draw a delay
                 sc[SC_NEEDCORE] = c
